@@ -1,0 +1,31 @@
+# Reproduces "Optimizing Convolutional Neural Networks for Image Classification through
+# Advanced Gradient Descent Techniques" on CIFAR-10, from the download to an HTML report.
+#
+#   snakemake --cores 2                                  # the paper's study (config/config.yaml)
+#   snakemake --cores 2 --configfile config/smoke.yaml   # the same DAG, tiny
+#   snakemake --cores 1 --resources gpu=1                # one GPU box
+#
+# Every stage is a rule module in workflow/rules/, a thin script in workflow/scripts/ and one
+# function of the cnnopt library in workflow/lib/ (which never imports Snakemake).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT_HTML,
+    default_target: True

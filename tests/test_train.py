@@ -1,0 +1,148 @@
+"""Models, optimizers, schedules, splits and the training function, on tiny arrays."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnopt import config as cnnconfig
+from cnnopt import io, models, optimizers, splits
+from cnnopt.train import EpochShuffled, convergence_epoch, train
+from datasets import make_arrays
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "arrays.npz"
+    ds = make_arrays(n_train_per_class=40, n_test_per_class=10, seed=1)
+    np.savez(path, class_names=np.array([f"c{i}" for i in range(10)]), **ds)
+    return path
+
+
+def spec_for(optimizer="adam", variant="initial", **changes):
+    cfg = cnnconfig.validate({
+        "validation_size": 50,
+        "defaults": {"epochs": 2, "batch_size": 32, "model": {"filters": [8, 16], "dense": [16]}},
+        "optimizers": {"adam": {}, "sgd": {"learning_rate": 0.05, "momentum": 0.9}},
+        "variants": {
+            "initial": {"role": "initial"},
+            "final": {"role": "final", "epochs": 3, "model": {"dropout": 0.3, "batch_norm": True},
+                      "schedule": {"type": "exponential", "decay_rate": 0.5, "decay_step": 1}},
+            "baseline": {"role": "baseline", "model": {"architecture": "tutorial"}},
+        },
+        "grid": [{"optimizers": ["adam", "sgd"], "variants": ["initial", "final", "baseline"]}],
+    })
+    spec = cnnconfig.run_spec(cfg, optimizer, variant, 0)
+    return cnnconfig.deep_merge(spec, changes)
+
+
+def run(spec, arrays, folder):
+    outputs = {name: folder / f"{name}.out" for name in ("history", "metrics", "spec")}
+    outputs["model"] = folder / "model.keras"
+    metrics = train(spec, arrays, outputs)
+    return metrics, pd.read_csv(outputs["history"]), outputs
+
+
+def test_tutorial_model_matches_the_tensorflow_tutorial():
+    model = models.build({"architecture": "tutorial"})
+    convs = [layer.filters for layer in model.layers if hasattr(layer, "filters")]
+    dense = [layer.units for layer in model.layers if hasattr(layer, "units")]
+    assert convs == [32, 64, 64] and dense == [64, 10]
+    assert model.count_params() == 122_570
+
+
+def test_blocks_model_switches_batch_norm_dropout_and_l2():
+    spec = {"architecture": "blocks", "filters": [8, 16], "convs_per_block": 2, "dense": [32],
+            "dropout": 0.5, "conv_dropout": 0.1, "batch_norm": True, "l2": 1e-3}
+    model = models.build(spec)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 4 and kinds.count("BatchNormalization") == 5
+    assert kinds.count("Dropout") == 3
+    assert all(layer.kernel_regularizer is not None
+               for layer in model.layers if hasattr(layer, "kernel_regularizer"))
+    plain = models.build({**spec, "batch_norm": False, "dropout": 0, "conv_dropout": 0, "l2": 0})
+    assert "BatchNormalization" not in [type(layer).__name__ for layer in plain.layers]
+    assert model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+def test_exponential_schedule_follows_the_papers_formula(staircase):
+    spec = {"type": "exponential", "decay_rate": 0.5, "decay_step": 2, "staircase": staircase}
+    steps = 10
+    sched = optimizers.schedule(0.1, spec, steps_per_epoch=steps)
+    for epoch in (0, 1, 2.5, 4):
+        expected = 0.1 * 0.5 ** ((int(epoch / 2) if staircase else epoch / 2))
+        assert float(sched(int(epoch * steps))) == pytest.approx(expected, rel=1e-5)
+        assert optimizers.learning_rate_at(epoch, 0.1, spec) == pytest.approx(expected, rel=1e-5)
+
+
+def test_optimizer_hyperparameters_reach_keras():
+    opt = optimizers.build({"name": "sgd", "learning_rate": 0.02, "momentum": 0.9,
+                            "nesterov": True}, {"type": "constant"}, 10)
+    assert type(opt).__name__ == "SGD" and opt.nesterov and opt.momentum == 0.9
+    rms = optimizers.build({"name": "rmsprop", "rho": 0.95}, {"type": "constant"}, 10)
+    assert rms.rho == 0.95 and float(rms.learning_rate) == pytest.approx(0.001)
+    sgd_default = optimizers.build({"name": "sgd"}, {"type": "constant"}, 10)
+    assert float(sgd_default.learning_rate) == pytest.approx(0.01)
+
+
+def test_stratified_split_keeps_class_proportions():
+    y = np.repeat(np.arange(10), [100] * 5 + [50] * 5)
+    rest, val = splits.stratified_split(y, 150, seed=3)
+    assert len(val) == 150 and len(np.intersect1d(rest, val)) == 0
+    assert len(rest) + len(val) == len(y)
+    counts = np.bincount(y[val], minlength=10)
+    assert list(counts) == [20] * 5 + [10] * 5
+    again = splits.stratified_split(y, 150, seed=3)[1]
+    assert np.array_equal(val, again)
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+    x = np.arange(100)[:, None]
+    a = EpochShuffled(x, x[:, 0], batch_size=10, seed=4)
+    a.on_epoch_end()
+    b = EpochShuffled(x, x[:, 0], batch_size=10, seed=4, epoch=1)
+    assert np.array_equal(a.order, b.order)
+    assert sorted(np.concatenate([a[i][1] for i in range(len(a))])) == list(range(100))
+
+
+def test_convergence_epoch():
+    assert convergence_epoch(pd.Series([0.2, 0.5, 0.695, 0.70, 0.69]), 1.0) == 3
+    assert convergence_epoch(pd.Series([math.nan]), 1.0) is None
+
+
+def test_training_writes_outputs_and_learns(arrays, tmp_path):
+    metrics, history, outputs = run(spec_for(epochs=4), arrays, tmp_path)
+    assert list(history.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                                     "learning_rate", "seconds", "elapsed"]
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert metrics["test_accuracy"] > 0.5  # 10 colour classes: chance is 0.1
+    assert metrics["epochs_run"] == 4 and not metrics["diverged"]
+    assert metrics["images_per_second"] > 0 and metrics["params"] > 0
+    assert io.read_json(outputs["spec"])["run_id"] == "adam-initial-s0"
+    assert outputs["model"].stat().st_size > 0
+    assert not list(tmp_path.glob(".*.part*"))
+
+
+def test_schedule_is_applied_during_training(arrays, tmp_path):
+    metrics, history, _ = run(spec_for("sgd", "final"), arrays, tmp_path)
+    # learning rate logged at the end of epoch e is eta0 * 0.5 ** e
+    expected = [0.05 * 0.5**e for e in history["epoch"]]
+    assert history["learning_rate"].to_numpy() == pytest.approx(expected, rel=1e-4)
+
+
+def test_same_seed_gives_the_same_run(arrays, tmp_path):
+    spec = spec_for(deterministic=True)
+    first = run(spec, arrays, tmp_path / "a")[1]
+    second = run(spec, arrays, tmp_path / "b")[1]
+    cols = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    assert np.allclose(first[cols], second[cols], rtol=0, atol=1e-6)
+
+
+def test_divergence_is_recorded_not_raised(arrays, tmp_path):
+    spec = spec_for("sgd", "initial", optimizer_config={"learning_rate": 1e6})
+    spec["epochs"] = 3
+    metrics, history, _ = run(spec, arrays, tmp_path)
+    assert metrics["diverged"] and metrics["diverged_epoch"] == history["epoch"].iloc[-1]
+    assert metrics["epochs_run"] <= 3

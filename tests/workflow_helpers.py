@@ -1,0 +1,39 @@
+"""Run the real Snakemake workflow in a scratch copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+COPIED = ("Snakefile", "workflow", "config", "report", "envs")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A fresh copy of the workflow (no results) in ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir``; return the finished process (stdout and stderr merged)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [str(SNAKEMAKE), *args], cwd=workdir, env=env, text=True, timeout=timeout,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+
+
+def config_args(**values) -> list[str]:
+    """``--config key=value ...`` for snakemake's command line."""
+    return ["--config", *(f"{k}={v}" for k, v in values.items())] if values else []

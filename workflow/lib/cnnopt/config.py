@@ -1,0 +1,198 @@
+"""Validate the workflow's configuration and expand it into one spec per training run."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+#: Hyperparameters each optimizer type accepts (Keras 3 argument names).
+OPTIMIZER_ARGUMENTS = {
+    "sgd": {"learning_rate", "momentum", "nesterov", "weight_decay", "clipnorm"},
+    "adam": {"learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay", "clipnorm"},
+    "adamw": {"learning_rate", "beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay", "clipnorm"},
+    "adamax": {"learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm"},
+    "nadam": {"learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm"},
+    "rmsprop": {"learning_rate", "rho", "momentum", "epsilon", "weight_decay", "clipnorm"},
+}
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+
+
+def deep_merge(base: dict, override: dict | None) -> dict:
+    """Return ``base`` updated by ``override``; nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _fill_defaults(validator_class):
+    """Extend a jsonschema validator so that it writes each property's default into the data."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        return f"config key {where}: {error.message}"
+    if error.validator == "propertyNames":
+        return f"config key {where}: name {error.instance!r} must match ^[a-z][a-z0-9_]*$"
+    value = json.dumps(error.instance, default=str)
+    if len(value) > 80:
+        value = value[:77] + "..."
+    return f"config key {where} = {value}: {error.message}"
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def validate(config: dict, schema: dict | None = None) -> dict:
+    """Validate ``config`` and fill in defaults; return a new dict or raise :class:`ConfigError`.
+
+    Beyond the schema it checks what a schema cannot: that the grid names defined optimizers
+    and variants, that each hyperparameter fits its optimizer, and that run ids are unique.
+    """
+    schema = schema or load_schema()
+    config = copy.deepcopy(dict(config or {}))
+    validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    model_default = schema["properties"]["defaults"]["properties"]["model"]["default"]
+    config["defaults"]["model"] = deep_merge(model_default, config["defaults"]["model"])
+    _check_references(config)
+    expand_runs(config)  # raises on duplicate run ids or bad per-optimizer settings
+    return config
+
+
+def optimizer_type(config: dict, name: str) -> str:
+    return config["optimizers"][name].get("type", name)
+
+
+def _check_hyperparameters(where: str, kind: str, hyper: dict) -> None:
+    if kind not in OPTIMIZER_ARGUMENTS:
+        raise ConfigError(
+            f"config key {where}: unknown optimizer {kind!r}; "
+            f"choose one of {', '.join(sorted(OPTIMIZER_ARGUMENTS))} or set 'type'"
+        )
+    extra = sorted(set(hyper) - OPTIMIZER_ARGUMENTS[kind] - {"type"})
+    if extra:
+        raise ConfigError(
+            f"config key {where}: {kind} takes no {', '.join(extra)} "
+            f"(it takes {', '.join(sorted(OPTIMIZER_ARGUMENTS[kind]))})"
+        )
+
+
+def _check_references(config: dict) -> None:
+    for name, hyper in config["optimizers"].items():
+        _check_hyperparameters(f"optimizers/{name}", hyper.get("type", name), hyper)
+    for i, block in enumerate(config["grid"]):
+        for name in block["optimizers"]:
+            if name not in config["optimizers"]:
+                raise ConfigError(
+                    f"config key grid/{i}/optimizers: unknown optimizer {name!r}; "
+                    f"defined: {', '.join(sorted(config['optimizers']))}"
+                )
+        for name in block["variants"]:
+            if name not in config["variants"]:
+                raise ConfigError(
+                    f"config key grid/{i}/variants: unknown variant {name!r}; "
+                    f"defined: {', '.join(sorted(config['variants']))}"
+                )
+    for vname, variant in config["variants"].items():
+        for oname in variant.get("per_optimizer", {}):
+            if oname not in config["optimizers"]:
+                raise ConfigError(
+                    f"config key variants/{vname}/per_optimizer: unknown optimizer {oname!r}"
+                )
+
+
+def run_id(optimizer: str, variant: str, seed: int) -> str:
+    return f"{optimizer}-{variant}-s{seed}"
+
+
+def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
+    """The fully resolved settings of one run: what its training job needs and nothing else."""
+    defaults = config["defaults"]
+    var = config["variants"][variant]
+    own = var.get("per_optimizer", {}).get(optimizer, {})
+    kind = optimizer_type(config, optimizer)
+    hyper = deep_merge(config["optimizers"][optimizer], own.get("optimizer"))
+    hyper.pop("type", None)
+    _check_hyperparameters(f"variants/{variant}/per_optimizer/{optimizer}/optimizer", kind, hyper)
+    schedule = deep_merge(deep_merge(defaults["schedule"], var.get("schedule")), own.get("schedule"))
+    if schedule.get("type") == "exponential":
+        schedule = {"decay_rate": 0.9, "decay_step": 1, "staircase": False} | schedule
+    else:
+        schedule = {"type": "constant"}
+    model = deep_merge(deep_merge(defaults["model"], var.get("model")), own.get("model"))
+    if model["architecture"] == "tutorial":  # a fixed model: the block settings do not apply
+        model = {"architecture": "tutorial"}
+    return {
+        "run_id": run_id(optimizer, variant, seed),
+        "optimizer": optimizer,
+        "variant": variant,
+        "seed": seed,
+        "role": var["role"],
+        "label": var.get("label", variant),
+        "key_adjustments": own.get("key_adjustments", var.get("key_adjustments", "")),
+        "model": model,
+        "optimizer_config": {"name": kind, **hyper},
+        "schedule": schedule,
+        "epochs": own.get("epochs", var.get("epochs", defaults["epochs"])),
+        "batch_size": own.get("batch_size", var.get("batch_size", defaults["batch_size"])),
+        "validation_size": config["validation_size"],
+        "split_seed": config["split_seed"],
+        "max_train_images": config["max_train_images"],
+        "max_test_images": config["max_test_images"],
+        "deterministic": config["deterministic"],
+        "patience": config["patience"],
+    }
+
+
+def expand_runs(config: dict) -> dict[str, dict]:
+    """Every run of the grid (optimizers x variants x seeds), keyed by run id, in grid order."""
+    runs: dict[str, dict] = {}
+    for block in config["grid"]:
+        for variant in block["variants"]:
+            for optimizer in block["optimizers"]:
+                for seed in config["seeds"]:
+                    spec = run_spec(config, optimizer, variant, seed)
+                    if spec["run_id"] in runs:
+                        raise ConfigError(
+                            f"config key grid: run {spec['run_id']!r} appears more than once"
+                        )
+                    runs[spec["run_id"]] = spec
+    return runs
+
+
+def load(path: str | Path, overrides: dict | None = None) -> dict:
+    """Read a YAML config file, apply ``overrides`` and validate it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    return validate(deep_merge(raw, overrides))

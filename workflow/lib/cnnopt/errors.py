@@ -1,0 +1,13 @@
+"""Errors meant for users: each carries a one-line message that says what is wrong."""
+
+
+class CnnoptError(Exception):
+    """Base class of every error the workflow reports to its user."""
+
+
+class ConfigError(CnnoptError):
+    """The configuration is invalid."""
+
+
+class DataError(CnnoptError):
+    """The data source cannot be fetched, verified or decoded."""

@@ -1,0 +1,56 @@
+# Data: fetch the archive (URLs only), verify its checksum, decode it once into cached arrays.
+
+DATA_ARRAYS = "results/data/cifar10.npz"
+DATA_MANIFEST = "results/data/manifest.json"
+
+
+if is_url(config["data_source"]):
+    DATA_INPUT = f"results/data/download/{download_name(config['data_source'])}"
+
+    rule download_data:
+        output:
+            DATA_INPUT,
+        params:
+            url=config["data_source"],
+            checksum=config["data_checksum"],
+            retries=config["download_retries"],
+        conda:
+            "../../envs/cnnopt.yaml"
+        log:
+            "results/logs/download_data.log",
+        resources:
+            mem_mb=1000,
+            runtime=60,
+        script:
+            "../scripts/download_data.py"
+
+else:
+    DATA_INPUT = config["data_source"]
+
+
+rule prepare_data:
+    input:
+        source=DATA_INPUT,
+    output:
+        arrays=DATA_ARRAYS,
+        manifest=report(
+            DATA_MANIFEST,
+            caption="../../report/captions/manifest.rst",
+            category="Data",
+        ),
+    params:
+        checksum=config["data_checksum"],
+        source_label=config["data_source"],
+        code=code_version("data"),
+    conda:
+        "../../envs/cnnopt.yaml"
+    log:
+        "results/logs/prepare_data.log",
+    benchmark:
+        "results/benchmarks/prepare_data.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/prepare_data.py"

@@ -1,0 +1,28 @@
+# Report: one self-contained HTML file that mirrors the paper, with its numbers beside ours.
+
+REPORT_HTML = "results/report/report.html"
+
+
+rule report:
+    input:
+        tables=list(TABLES.values()),
+        summary=SUMMARY,
+        figures=list(FIGURES.values()) + list(OPTIMIZER_FIGURES.values()),
+        metrics=run_files("metrics.json"),
+        runs=run_files("run.json"),
+        histories=run_files("history.csv"),
+        evaluations=run_files("evaluation.json"),
+        manifest=DATA_MANIFEST,
+        template=str(Path(workflow.basedir) / "report" / "template.html.j2"),
+    output:
+        report(REPORT_HTML, caption="../../report/captions/report.rst", category="Report"),
+    params:
+        config=config,
+        code=code_version("report"),
+    conda:
+        "../../envs/cnnopt.yaml"
+    log:
+        "results/logs/report.log",
+    localrule: True
+    script:
+        "../scripts/report.py"

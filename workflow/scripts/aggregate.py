@@ -1,0 +1,24 @@
+"""Aggregate every run into runs.csv, table1.csv, ablation.csv and summary.json.
+
+snakemake.input.metrics      list of results/runs/{run_id}/metrics.json (run folder = parent)
+snakemake.input.evaluations  list of results/runs/{run_id}/evaluation.json (same runs)
+snakemake.output.runs, .table1, .ablation, .summary   the four aggregate files
+snakemake.log[0]             the rule log
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+
+from cnnopt import logs  # noqa: E402
+from cnnopt.aggregate import aggregate  # noqa: E402
+
+logs.setup(snakemake.log[0])  # noqa: F821
+aggregate(
+    [Path(p).parent for p in snakemake.input.metrics],  # noqa: F821
+    snakemake.output.runs,  # noqa: F821
+    snakemake.output.table1,  # noqa: F821
+    snakemake.output.ablation,  # noqa: F821
+    snakemake.output.summary,  # noqa: F821
+)

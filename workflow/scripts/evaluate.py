@@ -1,0 +1,17 @@
+"""Evaluate one trained run on the test set (rule evaluate)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
+
+from cnnopt import logs, runtime
+
+logs.setup(snakemake.log[0])
+runtime.configure(snakemake.threads)
+
+from cnnopt.evaluate import evaluate  # noqa: E402
+
+evaluate(Path(snakemake.input.model), Path(snakemake.input.arrays), Path(snakemake.output[0]),
+         json.loads(snakemake.params.spec))

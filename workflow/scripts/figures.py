@@ -1,0 +1,29 @@
+"""Draw the report's figures.
+
+snakemake.input.metrics            list of results/runs/{run_id}/metrics.json (run folder = parent;
+                                   history.csv, run.json and evaluation.json are read beside it)
+snakemake.input.table1             results/tables/table1.csv
+snakemake.input.summary            results/tables/summary.json (names the best run)
+snakemake.output.optimizer_figures list of results/figures/optimizer_{optimizer}.png; the
+                                   optimizer is taken from the file name after "optimizer_"
+snakemake.output.val_accuracy_vs_epoch, .val_accuracy_vs_seconds, .final_accuracy,
+snakemake.output.lr_schedules, .confusion_best      one PNG each
+snakemake.log[0]                   the rule log
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+
+from cnnopt import logs  # noqa: E402
+from cnnopt.figures import FIGURES, make_all  # noqa: E402
+
+logs.setup(snakemake.log[0])  # noqa: F821
+make_all(
+    [Path(p).parent for p in snakemake.input.metrics],  # noqa: F821
+    snakemake.input.table1,  # noqa: F821
+    snakemake.input.summary,  # noqa: F821
+    {name: getattr(snakemake.output, name) for name in FIGURES},  # noqa: F821
+    {Path(p).stem.removeprefix("optimizer_"): p for p in snakemake.output.optimizer_figures},  # noqa: F821
+)

@@ -1,0 +1,20 @@
+"""Train one run (rule train): thin wrapper around cnnopt.train.train."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
+
+from cnnopt import logs, runtime
+
+logs.setup(snakemake.log[0])
+runtime.configure(snakemake.threads)
+
+from cnnopt.train import train  # noqa: E402  (after the thread pools are configured)
+
+train(
+    json.loads(snakemake.params.spec),
+    Path(snakemake.input.arrays),
+    {name: Path(snakemake.output[name]) for name in ("model", "history", "metrics", "spec")},
+)
