@@ -11,6 +11,10 @@ sys.path.insert(0, str(ROOT / "workflow" / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slurm: runs a single-node SLURM cluster (slurm-wlm, munge)")
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The offline CIFAR-10 JPEG mirror (env CNNOPT_MIRROR overrides); skip when absent."""

@@ -116,3 +116,21 @@ def test_validate_does_not_modify_its_argument():
 def test_load_reports_a_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         cnnconfig.load(tmp_path / "absent.yaml")
+
+
+def test_strings_from_the_command_line_get_the_schemas_types():
+    # snakemake --config seeds=[0,1] variants="{final: {epochs: 3}}" passes nested strings
+    cfg = study()
+    cfg["seeds"] = ["0", "1"]
+    cfg["variants"]["final"]["epochs"] = "3"
+    cfg["optimizers"]["sgd"]["nesterov"] = "true"
+    cfg["optimizers"]["rmsprop"]["rho"] = "0.8"
+    cfg["variants"]["final"]["label"] = "12"
+    out = cnnconfig.validate(cfg)
+    assert out["seeds"] == [0, 1] and out["variants"]["final"]["epochs"] == 3
+    assert out["optimizers"]["sgd"]["nesterov"] is True
+    assert out["optimizers"]["rmsprop"]["rho"] == 0.8
+    assert out["variants"]["final"]["label"] == "12"  # a string where a string belongs
+    cfg["seeds"] = ["zero"]
+    with pytest.raises(ConfigError, match="seeds/0"):
+        cnnconfig.validate(cfg)

@@ -98,13 +98,17 @@ def test_stratified_split_keeps_class_proportions():
     assert np.array_equal(val, again)
 
 
-def test_epoch_shuffle_depends_only_on_seed_and_epoch():
+def test_epoch_batches_depend_only_on_seed_and_epoch():
     x = np.arange(100)[:, None]
-    a = EpochShuffled(x, x[:, 0], batch_size=10, seed=4)
-    a.on_epoch_end()
-    b = EpochShuffled(x, x[:, 0], batch_size=10, seed=4, epoch=1)
-    assert np.array_equal(a.order, b.order)
-    assert sorted(np.concatenate([a[i][1] for i in range(len(a))])) == list(range(100))
+    whole = EpochShuffled(x, x[:, 0], batch_size=10, seed=4, epochs=3)
+    resumed = EpochShuffled(x, x[:, 0], batch_size=10, seed=4, epochs=3, start=1)
+    assert len(whole) == 30 and len(resumed) == 20
+    for i in range(20):
+        assert np.array_equal(whole[10 + i][1], resumed[i][1])
+    first = np.concatenate([whole[i][1] for i in range(10)])
+    second = np.concatenate([whole[i][1] for i in range(10, 20)])
+    assert sorted(first) == sorted(second) == list(range(100))
+    assert not np.array_equal(first, second)
 
 
 def test_convergence_epoch():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from datasets import (make_canonical_python_archive, make_symlink_tar, make_trav
 from workflow_helpers import config_args, copy_workflow, snakemake
 
 SMOKE = ["--configfile", "config/smoke.yaml"]
+DIVERGE = str(Path(__file__).parent / "configs" / "diverge.yaml")
 TINY = {"validation_size": 100, "max_train_images": 0, "max_test_images": 0}
 
 
@@ -23,7 +26,7 @@ def smoke_run(tmp_path_factory):
                                         n_train_per_class=60, n_test_per_class=20)
     wf = copy_workflow(tmp_path_factory.mktemp("wf"))
     with serve_directory(served) as url:
-        args = [*SMOKE, *config_args(data_source=f"{url}/cifar-10-python.tar.gz",
+        args = [*SMOKE, DIVERGE, *config_args(threads=1, data_source=f"{url}/cifar-10-python.tar.gz",
                                      data_checksum=f"md5:{md5}", **TINY)]
         proc = snakemake(wf, "--cores", "2", *args)
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -33,7 +36,8 @@ def smoke_run(tmp_path_factory):
 def test_smoke_dag_produces_every_output(smoke_run):
     wf, _ = smoke_run
     runs = pd.read_csv(wf / "results/tables/runs.csv")
-    expected = {"adam-baseline-s0", "adam-reg_none-s0", "adam-reg_dropout-s0"} | {
+    expected = {"adam-baseline-s0", "adam-reg_none-s0", "adam-reg_dropout-s0",
+                "sgd-explode-s0"} | {
         f"{opt}-{var}-s0" for opt in ("adam", "sgd", "rmsprop", "adamax")
         for var in ("initial", "final")}
     assert set(runs["run_id"]) == expected
@@ -51,6 +55,17 @@ def test_smoke_dag_produces_every_output(smoke_run):
                 "val_accuracy_vs_epoch", "val_accuracy_vs_seconds", "final_accuracy",
                 "lr_schedules", "confusion_best"):
         assert (wf / f"results/figures/{fig}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_diverging_run_is_recorded_and_the_dag_completes(smoke_run):
+    wf, _ = smoke_run
+    metrics = json.loads((wf / "results/runs/sgd-explode-s0/metrics.json").read_text())
+    assert metrics["diverged"] and metrics["diverged_epoch"] >= 1
+    runs = pd.read_csv(wf / "results/tables/runs.csv").set_index("run_id")
+    assert bool(runs.loc["sgd-explode-s0", "diverged"])
+    assert not runs.drop("sgd-explode-s0")["diverged"].astype(bool).any()
+    html = (wf / "results/report/report.html").read_text()
+    assert "diverged at epoch" in html
 
 
 def test_smoke_data_came_through_the_download_and_checksum(smoke_run):
@@ -159,3 +174,62 @@ def test_real_mirror_subset_learns(tmp_path, mirror):
     result = json.loads((wf / target).read_text())
     assert result["test_accuracy"] > 0.35  # chance is 0.10
     assert sum(map(sum, result["confusion_matrix"])) == 2000
+
+
+def planned(wf, args):
+    """Jobs per rule that ``snakemake -n`` plans (empty when there is nothing to do)."""
+    proc = snakemake(wf, "-n", "--quiet", "rules", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return {line.split()[0]: int(line.split()[1]) for line in proc.stdout.splitlines()
+            if len(line.split()) == 2 and line.split()[1].isdigit()
+            and line.split()[0] != "total"}
+
+
+DOWNSTREAM = {"aggregate": 1, "figures": 1, "report": 1, "all": 1}
+
+
+def test_editing_one_hyperparameter_reruns_only_that_optimizers_runs(smoke_run):
+    wf, args = smoke_run
+    # rmsprop's final variant sets rho itself, so only the initial run is touched
+    plan = planned(wf, [*args, "optimizers={rmsprop: {rho: 0.8}}"])
+    assert plan == {"train": 1, "evaluate": 1, **DOWNSTREAM}
+    # Snakemake 9.27's --list-changes params lists every output (its ParamsChange.__or__
+    # keeps the files of unchanged jobs); --summary's status column is exact.
+    proc = snakemake(wf, "--summary", *args, "optimizers={rmsprop: {rho: 0.8}}")
+    changed = {line.split("\t")[0] for line in proc.stdout.splitlines()
+               if "params changed" in line}
+    assert "results/runs/rmsprop-initial-s0/model.keras" in changed
+    assert {path.split("/")[2] for path in changed} == {"rmsprop-initial-s0"}
+
+
+def test_adding_a_seed_adds_only_the_new_runs(smoke_run):
+    wf, args = smoke_run
+    n_runs = len(pd.read_csv(wf / "results/tables/runs.csv"))
+    plan = planned(wf, [*args, "seeds=[0,1]"])
+    assert plan == {"train": n_runs, "evaluate": n_runs, **DOWNSTREAM}
+
+
+@contextlib.contextmanager
+def appended(path: Path, text: str):
+    """``path`` with ``text`` appended for the duration of the block."""
+    original = path.read_text()
+    path.write_text(original + text)
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def test_a_training_code_change_reruns_training(smoke_run):
+    wf, args = smoke_run
+    with appended(wf / "workflow/lib/cnnopt/train.py", "\n# changed\n"):
+        plan = planned(wf, args)
+    n_runs = len(pd.read_csv(wf / "results/tables/runs.csv"))
+    assert plan == {"train": n_runs, "evaluate": n_runs, **DOWNSTREAM}
+
+
+def test_a_template_change_reruns_only_the_report(smoke_run):
+    wf, args = smoke_run
+    with appended(wf / "report/template.html.j2", "\n"):
+        plan = planned(wf, args)
+    assert plan == {"report": 1, "all": 1}

@@ -21,6 +21,7 @@ if is_url(config["data_source"]):
         resources:
             mem_mb=1000,
             runtime=60,
+        localrule: True  # compute nodes of a cluster often have no internet
         script:
             "../scripts/download_data.py"
 

@@ -6,15 +6,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import logs, runtime
+from cnnopt import gpus, logs, runtime
 
 logs.setup(snakemake.log[0])
-runtime.configure(snakemake.threads)
 
-from cnnopt.train import train  # noqa: E402  (after the thread pools are configured)
+# Take a free GPU (or SLURM's) before the framework starts: it only sees that one.
+with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
+    runtime.configure(snakemake.threads)
 
-train(
-    json.loads(snakemake.params.spec),
-    Path(snakemake.input.arrays),
-    {name: Path(snakemake.output[name]) for name in ("model", "history", "metrics", "spec")},
-)
+    from cnnopt.train import train  # noqa: E402  (after the thread pools are configured)
+
+    train(
+        json.loads(snakemake.params.spec),
+        Path(snakemake.input.arrays),
+        {name: Path(snakemake.output[name]) for name in ("model", "history", "metrics", "spec")},
+        checkpoint=Path(snakemake.params.checkpoint),
+    )

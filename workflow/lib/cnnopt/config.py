@@ -61,6 +61,37 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where} = {value}: {error.message}"
 
 
+_SCALARS = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None)}
+
+
+def _coerce_strings(config: dict, validator) -> None:
+    """Turn strings into the numbers, booleans or nulls the schema expects, in place.
+
+    Snakemake's ``--config`` reads values nested in a list or mapping as plain strings
+    (``seeds=[0,1]`` gives ``["0", "1"]``); here they get the type the schema asks for.
+    """
+    for _ in range(1000):  # each pass fixes one value; a config has far fewer
+        for error in validator.iter_errors(config):
+            if error.validator != "type" or not isinstance(error.instance, str):
+                continue
+            wanted = error.validator_value
+            wanted = [wanted] if isinstance(wanted, str) else wanted
+            try:
+                value = yaml.safe_load(error.instance)
+            except yaml.YAMLError:
+                continue
+            if any(isinstance(value, _SCALARS[t]) and not (t != "boolean" and isinstance(value, bool))
+                   for t in wanted if t in _SCALARS):
+                *parents, last = error.absolute_path
+                target = config
+                for key in parents:
+                    target = target[key]
+                target[last] = value
+                break
+        else:
+            return
+
+
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
@@ -75,6 +106,7 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     schema = schema or load_schema()
     config = copy.deepcopy(dict(config or {}))
     validator = _fill_defaults(jsonschema.Draft202012Validator)(schema)
+    _coerce_strings(config, validator)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
     if errors:
         raise ConfigError(_describe(errors[0]))
@@ -143,6 +175,12 @@ def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
     schedule = deep_merge(deep_merge(defaults["schedule"], var.get("schedule")), own.get("schedule"))
     if schedule.get("type") == "exponential":
         schedule = {"decay_rate": 0.9, "decay_step": 1, "staircase": False} | schedule
+    elif schedule.get("type") == "warmup_cosine":
+        if "decay_epochs" not in schedule:
+            raise ConfigError(f"config key variants/{variant}/schedule: warmup_cosine needs decay_epochs")
+        schedule = {"warmup_epochs": 0, "warmup_start": 0.0, "alpha": 0.0} | {
+            k: v for k, v in schedule.items()
+            if k in ("type", "warmup_epochs", "warmup_start", "decay_epochs", "alpha")}
     else:
         schedule = {"type": "constant"}
     model = deep_merge(deep_merge(defaults["model"], var.get("model")), own.get("model"))

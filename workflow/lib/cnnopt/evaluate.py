@@ -32,6 +32,8 @@ def evaluate(model_path: Path, arrays: Path, out: Path, spec: dict, batch_size: 
     model.predict(x[:batch_size], batch_size=batch_size, verbose=0)  # warm-up: compile first
     start = time.perf_counter()
     probs = model.predict(x, batch_size=batch_size, verbose=0)
+    if spec.get("model", {}).get("tta_flip"):  # test-time flip: average with the mirror image
+        probs = (probs + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
     seconds = time.perf_counter() - start
     probs = np.asarray(probs, dtype=np.float64)
     pred = np.nan_to_num(probs, nan=0.0).argmax(axis=1)

@@ -3,6 +3,13 @@
 ``tutorial`` is the TensorFlow CNN tutorial's model, the paper's baseline. ``blocks`` is the
 paper's final family: conv blocks (Conv-[BatchNorm]-ReLU, then max pooling and optional
 dropout), dense layers with dropout, and a softmax output; L2 acts on every kernel.
+``fast`` is a small wide net in the style of the public CIFAR-10 speed runs (the ``fast``
+recipe, ``config/fast.yaml``): per block Conv-MaxPool-BatchNorm-ReLU then more
+Conv-BatchNorm-ReLU, global max pooling and one softmax layer.
+
+``augment_flip`` and ``augment_translate`` put Keras' random flip and translation layers in
+front of ``blocks`` and ``fast`` models; like every Keras random preprocessing layer they act
+only in training and pass images through unchanged at inference.
 """
 
 from __future__ import annotations
@@ -36,13 +43,25 @@ def tutorial(num_classes: int) -> keras.Model:
     )
 
 
+def _augmentation(spec: dict) -> list:
+    """Keras' random flip / translation layers for the spec (active in training only)."""
+    stack = []
+    if spec.get("augment_flip", False):
+        stack.append(layers.RandomFlip("horizontal"))
+    shift = spec.get("augment_translate", 0)
+    if shift:
+        factor = shift / INPUT_SHAPE[0]
+        stack.append(layers.RandomTranslation(factor, factor, fill_mode="reflect"))
+    return stack
+
+
 def blocks(spec: dict, num_classes: int) -> keras.Model:
     """Conv blocks with ReLU, pooling and dropout, then dense layers and softmax."""
     reg = _regularizer(spec.get("l2", 0.0))
     bn = spec.get("batch_norm", False)
     dropout = spec.get("dropout", 0.0)
     conv_dropout = spec.get("conv_dropout", 0.0)
-    stack = [keras.Input(INPUT_SHAPE), layers.Rescaling(1.0 / 255)]
+    stack = [keras.Input(INPUT_SHAPE), *_augmentation(spec), layers.Rescaling(1.0 / 255)]
     for filters in spec["filters"]:
         for _ in range(spec.get("convs_per_block", 1)):
             stack.append(layers.Conv2D(filters, 3, padding="same", use_bias=not bn,
@@ -65,8 +84,51 @@ def blocks(spec: dict, num_classes: int) -> keras.Model:
     return keras.Sequential(stack, name="blocks_cnn")
 
 
+def fast(spec: dict, num_classes: int) -> keras.Model:
+    """A small wide net for fast training: Conv-Pool-BN-ReLU (+ Conv-BN-ReLU) blocks.
+
+    Each entry of ``filters`` is one block: a 3x3 conv, 2x2 max pooling, batch norm and ReLU,
+    then ``convs_per_block - 1`` more 3x3 Conv-BN-ReLU at the pooled size (pooling before the
+    norm and activation keeps the elementwise work small). ``stem`` > 0 adds one Conv-BN-ReLU
+    of that many filters at full resolution first. Global max pooling and one softmax layer
+    close it; ``dropout`` acts before that layer. Batch norm is always on (``bn_momentum``).
+    """
+    reg = _regularizer(spec.get("l2", 0.0))
+    momentum = spec.get("bn_momentum", 0.99)
+    dropout = spec.get("dropout", 0.0)
+
+    def conv_bn_relu(filters, pool=False):
+        out = [layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=reg)]
+        if pool:
+            out.append(layers.MaxPooling2D())
+        return out + [layers.BatchNormalization(momentum=momentum), layers.Activation("relu")]
+
+    stack = [keras.Input(INPUT_SHAPE), *_augmentation(spec), layers.Rescaling(1.0 / 255)]
+    if spec.get("stem", 0):
+        stack += conv_bn_relu(spec["stem"])
+    for filters in spec["filters"]:
+        stack += conv_bn_relu(filters, pool=True)
+        for _ in range(spec.get("convs_per_block", 1) - 1):
+            stack += conv_bn_relu(filters)
+    stack.append(layers.GlobalMaxPooling2D())
+    if dropout:
+        stack.append(layers.Dropout(dropout))
+    stack.append(layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg,
+                              dtype="float32"))
+    return keras.Sequential(stack, name="fast_cnn")
+
+
 def build(spec: dict, num_classes: int = 10) -> keras.Model:
     """The model a run's ``model`` spec describes."""
+    if spec.get("precision", "float32") != "float32":  # e.g. mixed_bfloat16: Keras' dtype policy
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(spec["precision"])
+        try:
+            return build({**spec, "precision": "float32"}, num_classes)
+        finally:
+            keras.config.set_dtype_policy(previous)
     if spec["architecture"] == "tutorial":
         return tutorial(num_classes)
+    if spec["architecture"] == "fast":
+        return fast(spec, num_classes)
     return blocks(spec, num_classes)

@@ -6,8 +6,11 @@ schedule, epochs, batch size, seed. Call :func:`cnnopt.runtime.configure` first.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -19,46 +22,52 @@ from . import data, io, models, optimizers, runtime, splits
 
 log = logging.getLogger("cnnopt.train")
 
+#: A mean training loss above this (cross-entropy of 10 classes starts near 2.3) is divergence.
+DIVERGED_LOSS = 1e4
+
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate",
                    "seconds", "elapsed"]
 
 
 class EpochShuffled(keras.utils.PyDataset):
-    """Mini-batches of in-memory arrays, reshuffled each epoch from ``(seed, epoch)``.
+    """Mini-batches of in-memory arrays for epochs ``start`` to ``epochs``, one long sequence.
 
-    The order of epoch *k* depends on the seed and *k* only, so the batches a run sees do not
-    depend on what happened before: the same run gives the same batches every time.
+    Batch *i* of the sequence is step ``i % steps`` of epoch ``start + i // steps``, and each
+    epoch's order is a permutation drawn from ``(seed, epoch)`` alone. So the batches of an
+    epoch never depend on what ran before: a run resumed at epoch *k* sees exactly the batches
+    an uninterrupted run saw from epoch *k* on. Fit it with ``steps_per_epoch=steps`` and
+    ``shuffle=False``.
     """
 
-    def __init__(self, x, y, batch_size: int, seed: int, epoch: int = 0):
+    def __init__(self, x, y, batch_size: int, seed: int, epochs: int, start: int = 0):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.set_epoch(epoch)
+        self.epochs, self.start = epochs, start
+        self.steps = math.ceil(len(x) / batch_size)
+        self._orders: dict[int, np.ndarray] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.x))}
+        return self._orders[epoch]
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return self.steps * (self.epochs - self.start)
 
     def __getitem__(self, index: int):
-        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        idx.sort()
+        epoch, step = divmod(self.start * self.steps + index, self.steps)
+        idx = np.sort(self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size])
         return self.x[idx], self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        self.set_epoch(self.epoch + 1)
 
 
 class EpochRecorder(keras.callbacks.Callback):
     """Adds learning rate and wall seconds to each epoch's logs and logs one progress line."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, rows: list[dict] | None = None):
         super().__init__()
         self.epochs = epochs
-        self.rows: list[dict] = []
-        self.elapsed = 0.0
+        self.rows: list[dict] = list(rows or [])
+        self.elapsed = self.rows[-1]["elapsed"] if self.rows else 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -81,6 +90,85 @@ class EpochRecorder(keras.callbacks.Callback):
         return pd.DataFrame(self.rows).reindex(columns=HISTORY_COLUMNS)
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stops training once the loss is not finite or beyond ``limit``: the run diverged.
+
+    Keras' ``TerminateOnNaN`` only sees NaN and inf; a clipped cross-entropy can blow up to
+    huge finite values instead (SGD with learning rate 10 does), which is divergence too.
+    """
+
+    def __init__(self, limit: float = DIVERGED_LOSS):
+        super().__init__()
+        self.limit = limit
+        self.epoch: int | None = None
+        self.current = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss) or loss > self.limit:
+            self.epoch = self.current
+            self.model.stop_training = True
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves weights, optimizer state and history after every epoch, crash-consistently.
+
+    Keras' ``BackupAndRestore`` writes its weights and then its epoch counter in place, so a
+    kill between the two leaves them disagreeing. Here each epoch's weights go to a new file
+    (moved into place whole), and only then ``state.json`` (moved into place whole) points
+    at it: whenever the process dies, ``state.json`` names a complete epoch. The weights file
+    holds the optimizer's state and the dropout layers' seed-generator state, and the
+    training batches depend only on (seed, epoch), so a resumed run continues exactly where
+    the killed one stood. A checkpoint of other settings (another spec) is discarded.
+    """
+
+    def __init__(self, folder: Path, spec: dict, recorder: EpochRecorder):
+        super().__init__()
+        self.folder = Path(folder)
+        self.recorder = recorder
+        self.fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / "state.json"
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the last finished epoch into ``model``; return how many epochs are done."""
+        if not self.state_path.exists():
+            return 0
+        state = io.read_json(self.state_path)
+        if state.get("fingerprint") != self.fingerprint:
+            log.info("discarding checkpoint %s: it belongs to other settings", self.folder)
+            shutil.rmtree(self.folder)
+            return 0
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.folder / state["weights"])
+        for variable in _seed_states(model):  # save_weights leaves these out
+            variable.assign(np.asarray(state["seed_states"][variable.path], dtype=variable.dtype))
+        self.recorder.rows = state["history"]
+        self.recorder.elapsed = state["history"][-1]["elapsed"] if state["history"] else 0.0
+        log.info("resuming from the checkpoint after epoch %d", state["epoch"])
+        return int(state["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        weights = f"epoch-{epoch + 1:04d}.weights.h5"
+        with io.atomic_path(self.folder / weights) as tmp:
+            self.model.save_weights(tmp)
+        seeds = {v.path: keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)}
+        io.write_json(self.state_path, {"fingerprint": self.fingerprint, "epoch": epoch + 1,
+                                        "weights": weights, "seed_states": seeds,
+                                        "history": self.recorder.rows})
+        for old in self.folder.glob("epoch-*.weights.h5"):
+            if old.name != weights:
+                old.unlink()
+
+    def clear(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def convergence_epoch(val_accuracy: pd.Series, tolerance_points: float) -> int | None:
     """First epoch whose validation accuracy is within ``tolerance_points`` of the best."""
     values = val_accuracy.dropna()
@@ -90,11 +178,13 @@ def convergence_epoch(val_accuracy: pd.Series, tolerance_points: float) -> int |
     return int(values.index[values >= best - tolerance_points / 100][0]) + 1
 
 
-def train(spec: dict, arrays: Path, outputs: dict) -> dict:
+def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = None) -> dict:
     """Train the run ``spec`` on the cached arrays; write ``outputs``; return the metrics.
 
     ``outputs`` maps "model", "history", "metrics" and "spec" to file paths. Each file is
-    written atomically once training has finished.
+    written atomically once training has finished. With a ``checkpoint`` folder, every epoch
+    is checkpointed there and a killed run started again resumes after its last finished
+    epoch; the folder is removed once the outputs are written.
     """
     keras.utils.set_random_seed(spec["seed"])
     if spec.get("deterministic") and keras.backend.backend() == "tensorflow":
@@ -106,15 +196,21 @@ def train(spec: dict, arrays: Path, outputs: dict) -> dict:
     sets = splits.select(ds, spec)
     x_train, y_train = sets["x_train"], sets["y_train"]
     validation = (sets["x_val"], sets["y_val"])
+    smoothing = spec["model"].get("label_smoothing", 0.0)
+    if smoothing:  # Keras' sparse loss takes no label smoothing: one-hot targets instead
+        sets |= {k: keras.utils.to_categorical(sets[k], len(class_names))
+                 for k in ("y_train", "y_val", "y_test")}
+        y_train, validation = sets["y_train"], (sets["x_val"], sets["y_val"])
     log.info("%d training, %d validation (%s), %d test images", len(x_train),
              len(validation[1]), "held out" if spec["validation_size"] else "the test set",
              len(sets["y_test"]))
 
-    batches = EpochShuffled(x_train, y_train, spec["batch_size"], spec["seed"])
+    steps = math.ceil(len(x_train) / spec["batch_size"])
     model = models.build(spec["model"], num_classes=len(class_names))
     model.compile(
-        optimizer=optimizers.build(spec["optimizer_config"], spec["schedule"], len(batches)),
-        loss="sparse_categorical_crossentropy",
+        optimizer=optimizers.build(spec["optimizer_config"], spec["schedule"], steps),
+        loss=(keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing
+              else "sparse_categorical_crossentropy"),
         metrics=["accuracy"],
     )
     log.info("run %s: %s, %d parameters, %d training images, backend %s on %s",
@@ -122,16 +218,26 @@ def train(spec: dict, arrays: Path, outputs: dict) -> dict:
              keras.backend.backend(), runtime.device())
 
     recorder = EpochRecorder(spec["epochs"])
-    model.fit(batches, epochs=spec["epochs"], validation_data=validation,
-              validation_batch_size=max(spec["batch_size"], 256), verbose=0,
-              callbacks=[recorder, keras.callbacks.TerminateOnNaN()])
+    divergence = StopOnDivergence()
+    callbacks = [divergence, recorder]
+    done = 0
+    if checkpoint is not None:
+        saver = Checkpoint(checkpoint, spec, recorder)
+        done = saver.restore(model)
+        callbacks.append(saver)
+    if done < spec["epochs"] and not _diverged(recorder.rows):
+        batches = EpochShuffled(x_train, y_train, spec["batch_size"], spec["seed"],
+                                spec["epochs"], start=done)
+        model.fit(batches, epochs=spec["epochs"], initial_epoch=done, steps_per_epoch=steps,
+                  shuffle=False, validation_data=validation,
+                  validation_batch_size=max(spec["batch_size"], 256), verbose=0,
+                  callbacks=callbacks)
     history = recorder.frame()
 
-    diverged_epoch = None
-    bad = ~np.isfinite(history["loss"].to_numpy(dtype=float))
-    if bad.any():
-        diverged_epoch = int(history["epoch"][bad].iloc[0])
-        log.warning("run %s diverged at epoch %d (loss is not finite)", spec["run_id"], diverged_epoch)
+    diverged_epoch = divergence.epoch or _diverged(recorder.rows)
+    if diverged_epoch:
+        log.warning("run %s diverged at epoch %d: training loss not finite or above %g",
+                    spec["run_id"], diverged_epoch, DIVERGED_LOSS)
     test_loss, test_accuracy = model.evaluate(sets["x_test"], sets["y_test"], batch_size=256, verbose=0)
     train_seconds = float(history["seconds"].sum())
     metrics = {
@@ -157,4 +263,20 @@ def train(spec: dict, arrays: Path, outputs: dict) -> dict:
     io.write_csv(outputs["history"], history)
     io.write_json(outputs["spec"], spec)
     io.write_json(outputs["metrics"], metrics)
+    if checkpoint is not None:
+        saver.clear()
     return metrics
+
+
+def _seed_states(model: keras.Model) -> list:
+    """The state variables of the model's random seed generators (dropout masks)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _diverged(rows: list[dict]) -> int | None:
+    """The epoch at which a (restored) history diverged, if it did."""
+    for row in rows:
+        loss = row.get("loss", math.nan)
+        if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+            return int(row["epoch"])
+    return None

@@ -1,0 +1,169 @@
+"""A training killed with SIGKILL and started again ends as if it had never stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cnnopt import config as cnnconfig
+from datasets import make_arrays
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = """
+import json, sys
+sys.path.insert(0, {lib!r})
+from pathlib import Path
+from cnnopt import logs, runtime
+logs.setup({log!r})
+runtime.configure(1)
+from cnnopt.train import train
+spec = json.loads(Path({spec!r}).read_text())
+out = Path({out!r})
+train(spec, Path({arrays!r}), {{n: out / f"{{n}}.out" for n in ("history", "metrics", "spec")}}
+      | {{"model": out / "model.keras"}}, checkpoint=out / "checkpoint")
+"""
+COMPARED = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    arrays = root / "arrays.npz"
+    np.savez(arrays, class_names=np.array([f"c{i}" for i in range(10)]),
+             **make_arrays(n_train_per_class=150, n_test_per_class=20, seed=2))
+    cfg = cnnconfig.validate({
+        "validation_size": 100, "deterministic": True,
+        "defaults": {"epochs": 4, "batch_size": 32,
+                     "model": {"filters": [16, 32], "dense": [32], "dropout": 0.3,
+                               "batch_norm": True}},
+        "optimizers": {"sgd": {"momentum": 0.9}},
+        "variants": {"final": {"role": "final", "schedule": {"type": "exponential",
+                                                             "decay_rate": 0.7}}},
+        "grid": [{"optimizers": ["sgd"], "variants": ["final"]}],
+    })
+    spec = root / "spec.json"
+    spec.write_text(json.dumps(cnnconfig.run_spec(cfg, "sgd", "final", 0)))
+    return root, arrays, spec
+
+
+def start(setup, name):
+    root, arrays, spec = setup
+    out = root / name
+    out.mkdir()
+    script = DRIVER.format(lib=str(ROOT / "workflow" / "lib"), log=str(out / "train.log"),
+                           spec=str(spec), out=str(out), arrays=str(arrays))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return proc, out
+
+
+def finish(setup, name):
+    proc, out = start(setup, name)
+    assert proc.wait(timeout=300) == 0, (out / "train.log").read_text()[-2000:]
+    return out
+
+
+def kill_when(proc, out, condition, timeout=300):
+    deadline = time.time() + timeout
+    while not condition(out):
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def epochs_done(out):
+    state = out / "checkpoint" / "state.json"
+    return json.loads(state.read_text())["epoch"] if state.exists() else 0
+
+
+def epoch_started(n):
+    """True once epoch ``n`` has been running for a moment (a kill lands mid-epoch)."""
+    def check(out):
+        log = out / "train.log"
+        return log.exists() and f"epoch {n - 1}/" in log.read_text() and time.sleep(0.3) is None
+    return check
+
+
+def assert_same_run(out, twin):
+    ours = pd.read_csv(out / "history.out")[COMPARED]
+    theirs = pd.read_csv(twin / "history.out")[COMPARED]
+    assert len(ours) == len(theirs) == 4
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=0, atol=1e-6)
+    a = json.loads((out / "metrics.out").read_text())
+    b = json.loads((twin / "metrics.out").read_text())
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-6)
+    assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-5)
+    assert not (out / "checkpoint").exists()  # removed once the outputs are written
+
+
+@pytest.fixture(scope="module")
+def twin(setup):
+    return finish(setup, "uninterrupted")
+
+
+@pytest.mark.parametrize("when", ["after_epoch", "mid_epoch"])
+def test_sigkill_then_resume_matches_uninterrupted_twin(setup, twin, when):
+    proc, out = start(setup, when)
+    if when == "after_epoch":
+        kill_when(proc, out, lambda o: epochs_done(o) >= 2)
+    else:
+        kill_when(proc, out, epoch_started(3))
+    assert not (out / "metrics.out").exists()
+    killed_at = epochs_done(out)
+    assert 1 <= killed_at < 4
+    resumed = subprocess.run(
+        [sys.executable, "-c", DRIVER.format(
+            lib=str(ROOT / "workflow" / "lib"), log=str(out / "resumed.log"),
+            spec=str(setup[2]), out=str(out), arrays=str(setup[1]))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert resumed.returncode == 0, (out / "resumed.log").read_text()[-2000:]
+    log = (out / "resumed.log").read_text()
+    assert f"resuming from the checkpoint after epoch {killed_at}" in log
+    assert log.count("epoch ") - log.count("resuming") == 4 - killed_at
+    assert_same_run(out, twin)
+
+
+def test_snakemake_rerun_incomplete_resumes_a_killed_training(tmp_path):
+    """Kill the whole snakemake process group mid-training; --rerun-incomplete resumes it."""
+    from datasets import make_canonical_python_archive
+    from workflow_helpers import SNAKEMAKE, config_args, copy_workflow, snakemake
+
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    md5 = make_canonical_python_archive(archive, n_train_per_class=200, n_test_per_class=20)
+    wf = copy_workflow(tmp_path / "wf")
+    target = "results/runs/adam-initial-s0/metrics.json"
+    args = [target, "--cores", "1", "--configfile", "config/smoke.yaml", *config_args(
+        data_source=archive, data_checksum=f"md5:{md5}", validation_size=100,
+        max_train_images=0, max_test_images=0, **{"variants": "{initial: {epochs: 6}}"})]
+    proc = subprocess.Popen([str(SNAKEMAKE), *args], cwd=wf, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = wf / "results/checkpoints/adam-initial-s0/state.json"
+    deadline = time.time() + 300
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        assert proc.poll() is None and time.time() < deadline, "training ended too early"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (wf / target).exists()
+
+    # a SIGKILL leaves Snakemake's lock behind, as a lost node does: unlock, then rerun
+    assert snakemake(wf, "--unlock", *args).returncode == 0
+    again = snakemake(wf, "--rerun-incomplete", *args)
+    assert again.returncode == 0, again.stdout[-3000:]
+    log = (wf / "results/logs/train/adam-initial-s0.log").read_text()
+    assert "resuming from the checkpoint after epoch" in log
+    history = pd.read_csv(wf / "results/runs/adam-initial-s0/history.csv")
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert not state.parent.exists()

@@ -1,0 +1,128 @@
+"""The smoke DAG on a real (single-node, throw-away) SLURM cluster through the slurm profile.
+
+A cluster is started on this machine (tests/slurm_cluster.py) with two fake GPUs for the
+``gpu`` GRES; Snakemake submits every job with ``snakemake-executor-plugin-slurm``. The test
+checks that each training ran as its own SLURM job, asked for one GPU (``sbatch --gpus=1``,
+accepted by SLURM) and saw the GPU SLURM gave it. Skipped where SLURM/MUNGE are not
+installed (CI installs them: .ci/run).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+import slurm_cluster
+from datasets import make_canonical_python_archive, serve_directory
+from workflow_helpers import SNAKEMAKE, config_args, copy_workflow
+
+pytestmark = pytest.mark.slurm
+
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+RUNS = {"adam-baseline-s0", "adam-reg_none-s0", "adam-reg_dropout-s0"} | {
+    f"{opt}-{var}-s0" for opt in ("adam", "sgd", "rmsprop", "adamax")
+    for var in ("initial", "final")}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = slurm_cluster.why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    c = slurm_cluster.SlurmCluster(gpus=2, cpus=4)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.cleanup()
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The smoke DAG through --executor slurm (the profile): its output and its job ids."""
+    served = tmp_path_factory.mktemp("served")
+    md5 = make_canonical_python_archive(served / "cifar-10-python.tar.gz",
+                                        n_train_per_class=30, n_test_per_class=10)
+    wf = copy_workflow(tmp_path_factory.mktemp("wf"))
+    env = dict(cluster.env, TF_CPP_MIN_LOG_LEVEL="2")
+    for var in ("CUDA_VISIBLE_DEVICES", "CNNOPT_GPU_DEVICES"):
+        env.pop(var, None)
+    started = time.monotonic()
+    with serve_directory(served) as url:
+        cmd = [str(SNAKEMAKE), "--profile", "workflow/profiles/slurm",
+               "--slurm-no-account", "--slurm-status-command", "squeue",
+               "--slurm-init-seconds-before-status-checks", "2",
+               "--slurm-keep-successful-logs", "--latency-wait", "10", "--local-cores", "1",
+               "--configfile", "config/smoke.yaml", *config_args(
+                   data_source=f"{url}/cifar-10-python.tar.gz", data_checksum=f"md5:{md5}",
+                   validation_size=50, max_train_images=0, max_test_images=0, threads=1)]
+        try:
+            proc = subprocess.run(cmd, cwd=wf, env=env, text=True, timeout=600,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except subprocess.TimeoutExpired as err:
+            pytest.fail(f"snakemake --executor slurm timed out:\n{(err.output or '')[-3000:]}"
+                        f"\n{cluster.logs()}")
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-5000:] + "\n" + cluster.logs()
+    jobs = {}  # SLURM job id -> (rule, slurm log path)
+    for _, slurm_id, log in SUBMITTED.findall(proc.stdout):
+        rule = re.search(r"slurm_logs/rule_([a-z_]+)/", log).group(1)
+        jobs[slurm_id] = (rule, log)
+    print(f"smoke DAG on SLURM in {seconds:.0f} s; SLURM jobs:",
+          {i: rule for i, (rule, _) in sorted(jobs.items(), key=lambda kv: int(kv[0]))})
+    return wf, proc.stdout, jobs
+
+
+def scontrol_job(cluster, job_id: str) -> str:
+    return cluster.run("scontrol", "-o", "show", "job", job_id)
+
+
+def test_every_training_ran_as_its_own_slurm_job(slurm_run):
+    wf, out, jobs = slurm_run
+    train_ids = {}
+    for rid in RUNS:
+        log = (wf / f"results/logs/train/{rid}.log").read_text()
+        found = re.search(r"SLURM job (\d+): CUDA_VISIBLE_DEVICES=(\d+) given by SLURM", log)
+        assert found, f"{rid}: no SLURM job in its log:\n{log[-1500:]}"
+        job_id = found.group(1)
+        assert jobs.get(job_id, ("?",))[0] == "train", (rid, job_id, jobs)
+        assert log.count("epoch ") >= 2
+        train_ids[rid] = job_id
+    assert len(set(train_ids.values())) == len(RUNS)  # one SLURM job per training
+    print("SLURM job id per training:", dict(sorted(train_ids.items())))
+    assert sorted(rule for rule, _ in jobs.values()).count("train") == len(RUNS)
+    assert {"download_data", "prepare_data", "evaluate"} <= {rule for rule, _ in jobs.values()}
+    assert (wf / "results/report/report.html").stat().st_size > 0
+
+
+def test_trainings_asked_for_one_gpu_each_and_slurm_granted_it(slurm_run, cluster):
+    _, _, jobs = slurm_run
+    for job_id, (rule, log) in jobs.items():
+        info = scontrol_job(cluster, job_id)
+        assert "JobState=COMPLETED" in info, info
+        if rule == "train":
+            assert re.search(r"TresPerJob=\S*gres:gpu:1\b", info), info  # sbatch --gpus=1
+            assert "TimeLimit=04:00:00" in info, info  # runtime=240 from the profile
+        else:
+            assert "gres/gpu" not in info, info  # CPU jobs ask for no GPU
+
+
+def test_slurm_gave_each_training_one_gpu_and_used_both(slurm_run):
+    wf, _, _ = slurm_run
+    given = {}
+    for rid in RUNS:
+        log = (wf / f"results/logs/train/{rid}.log").read_text()
+        given[rid] = re.search(r"CUDA_VISIBLE_DEVICES=(\S+) given by SLURM", log).group(1)
+    assert set(given.values()) == {"0", "1"}, given  # one device each, from the gres/gpu pool
+
+
+def test_training_slurm_logs_are_the_job_steps(slurm_run):
+    _, _, jobs = slurm_run
+    for job_id, (rule, log) in jobs.items():
+        if rule == "train":
+            assert log.endswith(f"/{job_id}.log")
+            text = open(log).read()
+            assert "rule train:" in text and "Finished jobid" in text, text[-2000:]
