@@ -199,7 +199,10 @@ def test_editing_one_hyperparameter_reruns_only_that_optimizers_runs(smoke_run):
     changed = {line.split("\t")[0] for line in proc.stdout.splitlines()
                if "params changed" in line}
     assert "results/runs/rmsprop-initial-s0/model.keras" in changed
-    assert {path.split("/")[2] for path in changed} == {"rmsprop-initial-s0"}
+    runs = {path.split("/")[2] for path in changed if path.startswith("results/runs/")}
+    assert runs == {"rmsprop-initial-s0"}
+    assert changed - {p for p in changed if p.startswith("results/runs/")} <= {
+        "results/report/report.html"}  # the report shows the whole config
 
 
 def test_adding_a_seed_adds_only_the_new_runs(smoke_run):
