@@ -13,7 +13,7 @@ rule report:
         histories=run_files("history.csv"),
         evaluations=run_files("evaluation.json"),
         manifest=DATA_MANIFEST,
-        template=str(Path(workflow.basedir) / "report" / "template.html.j2"),
+        template="report/template.html.j2",
     output:
         report(REPORT_HTML, caption="../../report/captions/report.rst", category="Report"),
     params:
