@@ -28,11 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from workflow_helpers import COPIED, copy_workflow  # noqa: E402  (the tests' scratch copy)
 from common import ROOT, Stopwatch, collect, git_commit, load_config, run_worker, start_workers  # noqa: E402
 
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 MIRROR = Path(os.environ.get("CNNOPT_MIRROR") or ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz")
-COPIED = ("Snakefile", "workflow", "config", "report", "envs")
 
 # Quick mode: the same code paths, tiny sizes.
 TINY_MODEL = {"architecture": "blocks", "filters": [8, 16], "dense": [16]}
@@ -141,17 +143,6 @@ def measure_parallel(quick: bool, n: int, batch: int, model: dict, tmp: Path) ->
 
 
 # --------------------------------------------------------------------------- P2 workflow overhead
-
-
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
 
 
 def tiny_image_folder(dest: Path, per_class: int = 8) -> Path:
@@ -429,6 +420,16 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def write_results(out: Path, r: dict) -> int:
+    """Write ``r`` as JSON and its table as Markdown beside it; print the table."""
+    r["table"] = table(r)
+    out.write_text(json.dumps(r, indent=2, default=str) + "\n")
+    out.with_suffix(".md").write_text(f"commit {r['commit']}, `{r['command']}`, "
+                                      f"{r['started']} to {r['finished']}\n\n{r['table']}\n")
+    print(r["table"])
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the code paths")
@@ -446,12 +447,7 @@ def main(argv=None) -> int:
     if args.table_only:
         r = json.loads(out.read_text())
         r["p4"] = read_p4()
-        r["table"] = table(r)
-        out.write_text(json.dumps(r, indent=2, default=str) + "\n")
-        out.with_suffix(".md").write_text(f"commit {r['commit']}, `{r['command']}`, "
-                                          f"{r['started']} to {r['finished']}\n\n{r['table']}\n")
-        print(r["table"])
-        return 0
+        return write_results(out, r)
     cfg = load_config("config/config.yaml")
     threads, batch = cfg["threads"], cfg["defaults"]["batch_size"]
     r: dict = {
@@ -502,12 +498,7 @@ def main(argv=None) -> int:
     if busy is not None and busy0 is not None:  # CPU that other processes took meanwhile
         r["machine"]["foreign_cpu_cores"] = max(0.0, (busy - busy0) - own_cpu_s()) / wall
     r["machine"]["load_at_end"] = os.getloadavg()
-    r["table"] = table(r)
-    out.write_text(json.dumps(r, indent=2, default=str) + "\n")
-    out.with_suffix(".md").write_text(f"commit {r['commit']}, `{r['command']}`, "
-                                      f"{r['started']} to {r['finished']}\n\n{r['table']}\n")
-    print(r["table"])
-    return 0
+    return write_results(out, r)
 
 
 if __name__ == "__main__":
