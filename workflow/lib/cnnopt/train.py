@@ -63,10 +63,14 @@ class EpochShuffled(keras.utils.PyDataset):
 class EpochRecorder(keras.callbacks.Callback):
     """Adds learning rate and wall seconds to each epoch's logs and logs one progress line."""
 
-    def __init__(self, epochs: int, rows: list[dict] | None = None):
+    def __init__(self, epochs: int):
         super().__init__()
         self.epochs = epochs
-        self.rows: list[dict] = list(rows or [])
+        self.resume([])
+
+    def resume(self, rows: list[dict]) -> None:
+        """Continue after the epochs in ``rows`` (a checkpoint's history)."""
+        self.rows = list(rows)
         self.elapsed = self.rows[-1]["elapsed"] if self.rows else 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -107,8 +111,7 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.current = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("loss", 0.0))
-        if not math.isfinite(loss) or loss > self.limit:
+        if _divergent(float((logs or {}).get("loss", 0.0)), self.limit):
             self.epoch = self.current
             self.model.stop_training = True
 
@@ -148,8 +151,7 @@ class Checkpoint(keras.callbacks.Callback):
         model.load_weights(self.folder / state["weights"])
         for variable in _seed_states(model):  # save_weights leaves these out
             variable.assign(np.asarray(state["seed_states"][variable.path], dtype=variable.dtype))
-        self.recorder.rows = state["history"]
-        self.recorder.elapsed = state["history"][-1]["elapsed"] if state["history"] else 0.0
+        self.recorder.resume(state["history"])
         log.info("resuming from the checkpoint after epoch %d", state["epoch"])
         return int(state["epoch"])
 
@@ -276,7 +278,10 @@ def _seed_states(model: keras.Model) -> list:
 def _diverged(rows: list[dict]) -> int | None:
     """The epoch at which a (restored) history diverged, if it did."""
     for row in rows:
-        loss = row.get("loss", math.nan)
-        if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+        if _divergent(row.get("loss", math.nan)):
             return int(row["epoch"])
     return None
+
+
+def _divergent(loss: float, limit: float = DIVERGED_LOSS) -> bool:
+    return not math.isfinite(loss) or loss > limit
