@@ -151,7 +151,7 @@ def test_fast_model_augments_only_in_training_and_trains_with_label_smoothing(tm
            "schedule": {"type": "warmup_cosine", "warmup_epochs": 1, "warmup_start": 0.1,
                         "decay_epochs": 1, "alpha": 0.0},
            "epochs": 2, "batch_size": 32, "validation_size": 20, "split_seed": 0,
-           "max_train_images": 0, "max_test_images": 0, "deterministic": False, "patience": 1.0}
+           "max_train_images": 0, "max_test_images": 0, "deterministic": False, "convergence_tolerance": 1.0}
     outputs = {name: tmp_path / f"{name}.out" for name in ("history", "metrics", "spec")}
     outputs["model"] = tmp_path / "model.keras"
     metrics = train(run, arrays, outputs)

@@ -17,7 +17,19 @@ def study():
         return yaml.safe_load(fh)
 
 
-def test_default_config_expands_to_the_papers_grid():
+def _differences(a: dict, b: dict, prefix="") -> set[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    out = set()
+    for key in set(a) | set(b):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out |= _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.add(f"{prefix}{key}")
+    return out
+
+
+def test_default_config_expands_to_the_papers_grid_with_two_seeds():
     cfg = cnnconfig.validate(study())
     runs = cnnconfig.expand_runs(cfg)
     roles = {}
@@ -25,9 +37,40 @@ def test_default_config_expands_to_the_papers_grid():
         roles.setdefault(spec["role"], set()).add(spec["optimizer"])
     assert roles["baseline"] == {"adam"}
     assert roles["initial"] == roles["final"] == {"adam", "sgd", "rmsprop", "adamax"}
-    assert len([s for s in runs.values() if s["role"] == "ablation"]) == 5
-    base = runs["adam-baseline-s0"]
-    assert base["model"]["architecture"] == "tutorial" and base["epochs"] == 10
+    assert len(cfg["seeds"]) >= 2
+    assert {s["seed"] for s in runs.values()} == set(cfg["seeds"])
+
+
+def test_the_baseline_follows_the_tensorflow_tutorials_protocol():
+    base = cnnconfig.expand_runs(cnnconfig.validate(study()))["adam-baseline-s0"]
+    assert base["model"] == {"architecture": "tutorial"} and base["epochs"] == 10
+    assert base["batch_size"] == 32 and base["validation_size"] == 0  # all 50,000; test validates
+
+
+# Each twin differs from the final run of its optimizer in one ingredient and nothing else.
+TWINS = {
+    ("adam", "final_no_schedule"): {"schedule.type", "schedule.decay_rate", "schedule.decay_step",
+                                    "schedule.staircase"},
+    ("sgd", "final_no_momentum"): {"optimizer_config.momentum"},
+    ("adam", "final_no_dropout"): {"model.dropout", "model.conv_dropout"},
+    ("adam", "final_no_batchnorm"): {"model.batch_norm"},
+}
+
+
+@pytest.mark.parametrize("optimizer,variant", sorted(TWINS))
+def test_each_twin_differs_from_its_final_run_in_one_ingredient(optimizer, variant):
+    runs = cnnconfig.expand_runs(cnnconfig.validate(study()))
+    twin, final = runs[f"{optimizer}-{variant}-s0"], runs[f"{optimizer}-final-s0"]
+    ignored = {"run_id", "variant", "role", "label"}
+    assert _differences(twin, final) - ignored == TWINS[(optimizer, variant)]
+
+
+def test_every_final_recipe_has_a_twin_without_its_schedule():
+    runs = cnnconfig.expand_runs(cnnconfig.validate(study()))
+    for opt in ("adam", "sgd", "rmsprop", "adamax"):
+        assert runs[f"{opt}-final-s0"]["schedule"]["type"] == "exponential"
+        assert runs[f"{opt}-final-s0"]["schedule"]["staircase"] is True  # the paper's formula
+        assert runs[f"{opt}-final_no_schedule-s0"]["schedule"] == {"type": "constant"}
 
 
 def test_final_runs_carry_each_optimizers_key_adjustments():
@@ -36,9 +79,25 @@ def test_final_runs_carry_each_optimizers_key_adjustments():
     assert runs["sgd-final-s0"]["model"]["batch_norm"] is False
     assert runs["sgd-final-s0"]["optimizer_config"]["momentum"] > 0
     assert runs["sgd-initial-s0"]["optimizer_config"]["momentum"] == 0
-    assert runs["adamax-final-s0"]["schedule"] == {"type": "constant"}
-    assert runs["rmsprop-final-s0"]["schedule"]["type"] == "exponential"
     assert "Momentum" in runs["sgd-final-s0"]["key_adjustments"]
+
+
+@pytest.mark.parametrize("base,message", [("nowhere", "unknown variant 'nowhere'"),
+                                           ("loop", "circular")])
+def test_a_bad_base_variant_is_refused_in_one_line(base, message):
+    cfg = study()
+    cfg["variants"]["loop"] = {"role": "extra", "base": "final_no_schedule"}
+    cfg["variants"]["final_no_schedule"]["base"] = base
+    with pytest.raises(ConfigError, match=message) as err:
+        cnnconfig.validate(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_the_old_patience_key_is_refused_with_a_hint():
+    cfg = study()
+    cfg["patience"] = 1.0
+    with pytest.raises(ConfigError, match="renamed: use convergence_tolerance"):
+        cnnconfig.validate(cfg)
 
 
 def test_defaults_fill_in_what_a_minimal_config_leaves_out():
@@ -59,7 +118,8 @@ def test_seeds_multiply_runs():
     cfg["seeds"] = [0, 1, 2]
     runs = cnnconfig.expand_runs(cnnconfig.validate(cfg))
     assert {"adam-final-s0", "adam-final-s1", "adam-final-s2"} <= set(runs)
-    assert len(runs) == 3 * len(cnnconfig.expand_runs(cnnconfig.validate(study())))
+    default = cnnconfig.validate(study())
+    assert len(runs) == 3 * len(cnnconfig.expand_runs(default)) // len(default["seeds"])
 
 
 def test_editing_one_optimizer_changes_only_its_runs():
@@ -68,7 +128,8 @@ def test_editing_one_optimizer_changes_only_its_runs():
     cfg["optimizers"]["rmsprop"]["rho"] = 0.8
     after = cnnconfig.expand_runs(cnnconfig.validate(cfg))
     changed = {rid for rid in before if before[rid] != after[rid]}
-    assert changed == {"rmsprop-initial-s0"}  # the final run overrides rho itself
+    # the final run and its twin override rho themselves
+    assert changed == {f"rmsprop-initial-s{seed}" for seed in cfg["seeds"]}
 
 
 BAD = [

@@ -17,14 +17,12 @@ import pytest
 
 import slurm_cluster
 from datasets import make_canonical_python_archive, serve_directory
-from workflow_helpers import SNAKEMAKE, config_args, copy_workflow
+from workflow_helpers import SNAKEMAKE, config_args, copy_workflow, run_ids
 
 pytestmark = pytest.mark.slurm
 
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
-RUNS = {"adam-baseline-s0", "adam-reg_none-s0", "adam-reg_dropout-s0"} | {
-    f"{opt}-{var}-s0" for opt in ("adam", "sgd", "rmsprop", "adamax")
-    for var in ("initial", "final")}
+RUNS = run_ids("config/smoke.yaml")
 
 
 @pytest.fixture(scope="module")

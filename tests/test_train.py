@@ -131,8 +131,8 @@ def test_training_writes_outputs_and_learns(arrays, tmp_path):
 
 def test_schedule_is_applied_during_training(arrays, tmp_path):
     metrics, history, _ = run(spec_for("sgd", "final"), arrays, tmp_path)
-    # learning rate logged at the end of epoch e is eta0 * 0.5 ** e
-    expected = [0.05 * 0.5**e for e in history["epoch"]]
+    # the rate epoch e trains with (staircase, the paper's formula with t = e - 1 finished epochs)
+    expected = [0.05 * 0.5 ** (e - 1) for e in history["epoch"]]
     assert history["learning_rate"].to_numpy() == pytest.approx(expected, rel=1e-4)
 
 

@@ -34,6 +34,20 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.Compl
     )
 
 
+def run_ids(*config_files: str | Path, **overrides) -> set[str]:
+    """The run ids that config/config.yaml layered with ``config_files`` (as --configfile
+    does) and ``overrides`` expands to: what a test of that DAG expects to find."""
+    import yaml
+
+    from cnnopt import config as cnnconfig
+
+    merged: dict = {}
+    for path in (ROOT / "config" / "config.yaml", *config_files):
+        with open(ROOT / path, encoding="utf-8") as fh:
+            merged = cnnconfig.deep_merge(merged, yaml.safe_load(fh))
+    return set(cnnconfig.expand_runs(cnnconfig.validate(cnnconfig.deep_merge(merged, overrides))))
+
+
 def config_args(**values) -> list[str]:
     """``--config key=value ...`` for snakemake's command line."""
     return ["--config", *(f"{k}={v}" for k, v in values.items())] if values else []

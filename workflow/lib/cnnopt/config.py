@@ -49,8 +49,16 @@ def _fill_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+#: Keys that were renamed: the old name is refused with a hint to the new one.
+RENAMED = {"patience": "convergence_tolerance"}
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties" and not error.absolute_path:
+        old = sorted(set(error.instance) & set(RENAMED))
+        if old:
+            return f"config key {old[0]} was renamed: use {RENAMED[old[0]]} (same meaning)"
     if error.validator == "additionalProperties":
         return f"config key {where}: {error.message}"
     if error.validator == "propertyNames":
@@ -152,11 +160,33 @@ def _check_references(config: dict) -> None:
                     f"defined: {', '.join(sorted(config['variants']))}"
                 )
     for vname, variant in config["variants"].items():
+        resolve_variant(config, vname)  # raises on an unknown or circular base
         for oname in variant.get("per_optimizer", {}):
             if oname not in config["optimizers"]:
                 raise ConfigError(
                     f"config key variants/{vname}/per_optimizer: unknown optimizer {oname!r}"
                 )
+
+
+#: Keys a variant takes over from its ``base`` (a twin); role, label and base stay its own.
+_OWN_KEYS = ("role", "label", "base")
+
+
+def resolve_variant(config: dict, name: str) -> dict:
+    """The variant ``name`` with the settings of its ``base`` chain merged underneath."""
+    chain, current = [], name
+    while current is not None:
+        if current in chain:
+            raise ConfigError(f"config key variants/{name}/base: circular ({' -> '.join(chain + [current])})")
+        if current not in config["variants"]:
+            raise ConfigError(f"config key variants/{chain[-1]}/base: unknown variant {current!r}")
+        chain.append(current)
+        current = config["variants"][current].get("base")
+    merged: dict = {}
+    for link in reversed(chain):
+        merged = deep_merge(merged, {k: v for k, v in config["variants"][link].items() if k not in _OWN_KEYS})
+    own = config["variants"][name]
+    return merged | {k: own[k] for k in _OWN_KEYS if k in own}
 
 
 def run_id(optimizer: str, variant: str, seed: int) -> str:
@@ -166,7 +196,7 @@ def run_id(optimizer: str, variant: str, seed: int) -> str:
 def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
     """The fully resolved settings of one run: what its training job needs and nothing else."""
     defaults = config["defaults"]
-    var = config["variants"][variant]
+    var = resolve_variant(config, variant)
     own = var.get("per_optimizer", {}).get(optimizer, {})
     kind = optimizer_type(config, optimizer)
     hyper = deep_merge(config["optimizers"][optimizer], own.get("optimizer"))
@@ -174,7 +204,8 @@ def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
     _check_hyperparameters(f"variants/{variant}/per_optimizer/{optimizer}/optimizer", kind, hyper)
     schedule = deep_merge(deep_merge(defaults["schedule"], var.get("schedule")), own.get("schedule"))
     if schedule.get("type") == "exponential":
-        schedule = {"decay_rate": 0.9, "decay_step": 1, "staircase": False} | schedule
+        # the paper: "decay_step is the number of epochs after which the learning rate is updated"
+        schedule = {"decay_rate": 0.9, "decay_step": 1, "staircase": True} | schedule
     elif schedule.get("type") == "warmup_cosine":
         if "decay_epochs" not in schedule:
             raise ConfigError(f"config key variants/{variant}/schedule: warmup_cosine needs decay_epochs")
@@ -199,12 +230,12 @@ def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
         "schedule": schedule,
         "epochs": own.get("epochs", var.get("epochs", defaults["epochs"])),
         "batch_size": own.get("batch_size", var.get("batch_size", defaults["batch_size"])),
-        "validation_size": config["validation_size"],
+        "validation_size": var.get("validation_size", config["validation_size"]),
         "split_seed": config["split_seed"],
         "max_train_images": config["max_train_images"],
         "max_test_images": config["max_test_images"],
         "deterministic": config["deterministic"],
-        "patience": config["patience"],
+        "convergence_tolerance": config["convergence_tolerance"],
     }
 
 

@@ -48,6 +48,9 @@ def evaluate(model_path: Path, arrays: Path, out: Path, spec: dict, batch_size: 
         "class_names": class_names,
         "per_class_accuracy": {c: float(a) for c, a in zip(class_names, per_class)},
         "confusion_matrix": cm.tolist(),
+        # per image, in test-set order: what paired tests (McNemar) between two runs compare
+        "labels": y.tolist(),
+        "predictions": pred.tolist(),
         "inference_images_per_second": len(x) / seconds,
         "inference_batch_size": batch_size,
     }

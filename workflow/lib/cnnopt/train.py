@@ -75,12 +75,14 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
+        # the rate this epoch starts with (read at its end, a schedule gives the next epoch's)
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
         seconds = time.perf_counter() - self.started
         self.elapsed += seconds
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        lr = self.learning_rate
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()},
                "learning_rate": lr, "seconds": seconds, "elapsed": self.elapsed}
         self.rows.append(row)
@@ -249,7 +251,7 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
         "train_seconds": train_seconds,
         "images_per_second": len(x_train) * len(history) / train_seconds if train_seconds else None,
         "epochs": spec["epochs"], "epochs_run": int(len(history)),
-        "convergence_epoch": convergence_epoch(history["val_accuracy"], spec["patience"]),
+        "convergence_epoch": convergence_epoch(history["val_accuracy"], spec["convergence_tolerance"]),
         "best_val_accuracy": float(history["val_accuracy"].max()),
         "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
         "params": int(model.count_params()),
