@@ -1,17 +1,23 @@
-"""Aggregation: Table 1, ablation and summary computed from synthetic run folders."""
+"""Aggregation: per-run facts, Table 1, the twins, the summary and the claims table, computed
+from synthetic run folders and checked against values recomputed from the files written."""
 
 import json
 import math
+import re
+import shutil
 import statistics
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import fakeruns
 from cnnopt import aggregate as agg
+from cnnopt import verdicts
 from cnnopt.errors import CnnoptError
 from cnnopt.paper import PAPER_BASELINE, PAPER_TABLE1
+
+VAL_TARGET = verdicts.DEFAULT_RULES["val_target"]
 
 
 @pytest.fixture(scope="module")
@@ -19,30 +25,129 @@ def run_dirs(tmp_path_factory):
     return fakeruns.make_runs(tmp_path_factory.mktemp("runs"))
 
 
-def _metrics(run_dirs):
-    return {d.name: json.loads((d / "metrics.json").read_text()) for d in run_dirs}
+@pytest.fixture(scope="module")
+def files(run_dirs):
+    """Everything the fake wrote, read back: run id -> spec, metrics, evaluation, history."""
+    out = {}
+    for d in run_dirs:
+        out[d.name] = {"spec": json.loads((d / "run.json").read_text()),
+                       "metrics": json.loads((d / "metrics.json").read_text()),
+                       "ev": json.loads((d / "evaluation.json").read_text()),
+                       "hist": pd.read_csv(d / "history.csv")}
+    return out
 
 
-def _expected(metrics, opt, role):
-    accs = [100 * m["test_accuracy"] for m in metrics.values()
-            if m["optimizer"] == opt and m["role"] == role and not m["diverged"]]
-    return statistics.mean(accs), (statistics.stdev(accs) if len(accs) > 1 else math.nan), len(accs)
+@pytest.fixture(scope="module")
+def written(run_dirs, tmp_path_factory):
+    t = tmp_path_factory.mktemp("tables")
+    out = {n: t / f"{n}.csv" for n in ("runs", "table1", "ablation", "claims")}
+    out["summary"] = t / "summary.json"
+    returned = agg.aggregate(run_dirs, out["runs"], out["table1"], out["ablation"], out["summary"],
+                             out["claims"])
+    return out | {"returned": returned}
 
 
-def test_table1_matches_hand_computed_means(run_dirs):
-    metrics = _metrics(run_dirs)
+def _test_acc(f) -> float:
+    """A run's test accuracy in %, recomputed from its per-image predictions."""
+    labels, pred = np.asarray(f["ev"]["labels"]), np.asarray(f["ev"]["predictions"])
+    return 100 * float(np.mean(labels == pred))
+
+
+def _accs(files, opt, key, value):
+    """Test accuracies (%) of the runs of ``opt`` whose spec ``key`` is ``value``, every seed."""
+    return [_test_acc(f) for f in files.values()
+            if f["spec"]["optimizer"] == opt and f["spec"][key] == value]
+
+
+def _mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else math.nan)
+
+
+def _approx_or_nan(actual, expected):
+    if math.isnan(expected):
+        assert actual is None or math.isnan(actual)
+    else:
+        assert actual == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------- per-run columns
+def test_fake_is_self_consistent(files):
+    for run_id, f in files.items():
+        ev = f["ev"]
+        assert len(ev["labels"]) == len(ev["predictions"]) == fakeruns.N_TEST
+        assert sum(map(sum, ev["confusion_matrix"])) == len(ev["labels"])
+        assert ev["test_accuracy"] == pytest.approx(_test_acc(f) / 100), run_id
+
+
+def test_collect_runs_per_run_facts_from_history_and_confusion(run_dirs, files):
+    runs = agg.collect_runs(run_dirs).set_index("run_id")
+    assert set(runs.index) == set(files) == set(fakeruns.run_ids())
+    for run_id, f in files.items():
+        row, hist = runs.loc[run_id], f["hist"]
+        assert row["test_accuracy"] == pytest.approx(_test_acc(f))
+        assert row["n_test"] == len(f["ev"]["labels"])
+        assert row["validation_size"] == f["spec"]["validation_size"]
+        assert row["final_val_accuracy"] == pytest.approx(100 * hist["val_accuracy"].iloc[-1])
+        reached = hist[100 * hist["val_accuracy"] >= VAL_TARGET]
+        if len(reached):
+            assert row["epochs_to_target"] == reached["epoch"].iloc[0], run_id
+            assert row["seconds_to_target"] == pytest.approx(reached["elapsed"].iloc[0])
+        else:
+            assert pd.isna(row["epochs_to_target"]) and math.isnan(row["seconds_to_target"]), run_id
+        val = 100 * hist["val_accuracy"]
+        rising = len(val) <= 3 or val.iloc[-1] - val.iloc[-4] > 0.5
+        assert bool(row["still_rising"]) == bool(rising), run_id
+    # the fake covers both sides of each fact
+    assert runs["epochs_to_target"].isna().any() and runs["epochs_to_target"].notna().any()
+    assert runs["still_rising"].astype(bool).any() and not runs["still_rising"].astype(bool).all()
+
+
+def test_rules_move_the_validation_target(run_dirs, files):
+    runs = agg.collect_runs(run_dirs, {"val_target": 50.0}).set_index("run_id")
+    for run_id, f in files.items():
+        hist = f["hist"]
+        reached = hist[100 * hist["val_accuracy"] >= 50.0]
+        expected = reached["epoch"].iloc[0] if len(reached) else None
+        actual = runs.loc[run_id, "epochs_to_target"]
+        assert (pd.isna(actual) if expected is None else actual == expected), run_id
+
+
+def test_read_predictions_returns_every_runs_labels_and_predictions(run_dirs, files):
+    preds = agg.read_predictions(run_dirs)
+    assert set(preds) == set(files)
+    for run_id, (labels, pred) in preds.items():
+        assert np.array_equal(labels, files[run_id]["ev"]["labels"])
+        assert np.array_equal(pred, files[run_id]["ev"]["predictions"])
+
+
+# ---------------------------------------------------------------- Table 1
+def test_table1_means_over_every_seed(run_dirs, files):
     table = agg.table1(agg.collect_runs(run_dirs)).set_index("optimizer")
     assert list(table.index) == ["adam", "sgd", "rmsprop", "adamax"]
+    assert list(table.reset_index().columns) == agg.TABLE1_COLUMNS
     for opt in table.index:
         for role in ("initial", "final"):
-            mean, std, n = _expected(metrics, opt, role)
-            assert table.loc[opt, role] == pytest.approx(mean)
-            if math.isnan(std):
-                assert math.isnan(table.loc[opt, f"{role}_std"])
-            else:
-                assert table.loc[opt, f"{role}_std"] == pytest.approx(std)
-        assert table.loc[opt, "seeds"] == _expected(metrics, opt, "final")[2]
-    assert table.loc["adam", "seeds"] == 2 and not math.isnan(table.loc["adam", "final_std"])
+            accs = _accs(files, opt, "role", role)
+            mean, std = _mean_std(accs)
+            assert table.loc[opt, role] == pytest.approx(mean), (opt, role)
+            _approx_or_nan(table.loc[opt, f"{role}_std"], std)
+        assert table.loc[opt, "seeds"] == len(_accs(files, opt, "role", "final"))
+        assert table.loc[opt, "initial_seeds"] == len(_accs(files, opt, "role", "initial"))
+
+
+def test_table1_time_to_target_from_histories(run_dirs, files):
+    table = agg.table1(agg.collect_runs(run_dirs)).set_index("optimizer")
+    for opt in table.index:
+        epochs, seconds = [], []
+        for f in files.values():
+            if f["spec"]["optimizer"] == opt and f["spec"]["role"] == "final":
+                hist = f["hist"]
+                reached = hist[100 * hist["val_accuracy"] >= VAL_TARGET]
+                if len(reached):
+                    epochs.append(float(reached["epoch"].iloc[0]))
+                    seconds.append(float(reached["elapsed"].iloc[0]))
+        assert table.loc[opt, "final_epochs_to_target"] == pytest.approx(statistics.mean(epochs))
+        assert table.loc[opt, "final_seconds_to_target"] == pytest.approx(statistics.mean(seconds))
 
 
 def test_table1_differences_against_paper(run_dirs):
@@ -54,61 +159,191 @@ def test_table1_differences_against_paper(run_dirs):
         assert table.loc[opt, "initial_diff"] == pytest.approx(table.loc[opt, "initial"] - paper["initial"])
 
 
-def test_diverged_run_kept_but_excluded(run_dirs):
-    metrics = _metrics(run_dirs)
+def test_diverged_run_counts_in_the_mean(run_dirs, files):
     runs = agg.collect_runs(run_dirs)
     div = runs[runs["diverged"]]
     assert list(div["run_id"]) == ["rmsprop-final-s1"]
     assert div["diverged_epoch"].iloc[0] == 3
+    diverged_acc = _test_acc(files["rmsprop-final-s1"])
+    assert div["test_accuracy"].iloc[0] == pytest.approx(diverged_acc)
+    accs = _accs(files, "rmsprop", "role", "final")
+    assert len(accs) == 2 and diverged_acc in accs
     table = agg.table1(runs).set_index("optimizer")
-    ok = 100 * metrics["rmsprop-final-s0"]["test_accuracy"]
-    assert table.loc["rmsprop", "final"] == pytest.approx(ok)
-    assert table.loc["rmsprop", "seeds"] == 1 and table.loc["rmsprop", "diverged"] == 1
+    assert table.loc["rmsprop", "final"] == pytest.approx(statistics.mean(accs))
+    assert table.loc["rmsprop", "final"] != pytest.approx(_test_acc(files["rmsprop-final-s0"]))
+    assert table.loc["rmsprop", "final_std"] == pytest.approx(statistics.stdev(accs))
+    assert table.loc["rmsprop", "seeds"] == 2 and table.loc["rmsprop", "diverged"] == 1
+    n = len(_accs(files, "rmsprop", "role", "initial")) + len(accs)
+    assert table.loc["rmsprop", "diverged_runs"] == f"1 of {n} diverged"
+    assert (table.drop(index="rmsprop")["diverged_runs"] == "").all()
     summ = agg.summary(runs)
     assert summ["n_diverged"] == 1
     assert summ["diverged"] == [{"run_id": "rmsprop-final-s1", "diverged_epoch": 3}]
 
 
-def test_ablation_grouping(run_dirs):
-    metrics = _metrics(run_dirs)
-    abl = agg.ablation(agg.collect_runs(run_dirs)).set_index("variant")
-    assert set(abl.index) == {"noreg", "dropout", "l2", "batchnorm"}
-    mean, std, n = _expected({k: m for k, m in metrics.items() if m["variant"] == "dropout"}, "adam", "ablation")
-    assert abl.loc["dropout", "seeds"] == n == 2
-    assert abl.loc["dropout", "test_accuracy"] == pytest.approx(mean)
-    assert abl.loc["dropout", "test_accuracy_std"] == pytest.approx(std)
-    assert (abl["reference"] == "noreg").all()
-    ref = 100 * metrics["adam-noreg-s0"]["test_accuracy"]
-    assert abl.loc["l2", "delta"] == pytest.approx(100 * metrics["adam-l2-s0"]["test_accuracy"] - ref)
+# ---------------------------------------------------------------- twins
+def test_ablation_pairs_every_twin_with_its_final(run_dirs, files):
+    abl = agg.ablation(agg.collect_runs(run_dirs))
+    assert list(abl.columns) == agg.ABLATION_COLUMNS
+    twins = {(f["spec"]["variant"], f["spec"]["optimizer"]) for f in files.values()
+             if f["spec"]["role"] == "ablation"}
+    assert set(zip(abl["variant"], abl["optimizer"])) == twins and len(abl) == len(twins)
+    assert (abl["reference"] == "final").all()
+    for r in abl.itertuples():
+        twin = _accs(files, r.optimizer, "variant", r.variant)
+        final = _accs(files, r.optimizer, "role", "final")
+        mean, std = _mean_std(twin)
+        assert r.seeds == len(twin)
+        assert r.test_accuracy == pytest.approx(mean)
+        _approx_or_nan(r.test_accuracy_std, std)
+        assert r.reference_accuracy == pytest.approx(statistics.mean(final))
+        assert r.delta == pytest.approx(statistics.mean(final) - mean), (r.variant, r.optimizer)
+        label = {f["spec"]["label"] for f in files.values() if f["spec"]["variant"] == r.variant}
+        assert r.label in label
+    # the fake has a twin that beats its final (dropout hurts) and one that loses to it
+    by = abl.set_index(["optimizer", "variant"])
+    assert by.loc[("adam", "final_no_dropout"), "delta"] < 0 < by.loc[("adam", "final_no_batchnorm"), "delta"]
 
 
-def test_summary_baseline_best_and_ranking(run_dirs):
-    metrics = _metrics(run_dirs)
+# ---------------------------------------------------------------- summary
+def _shown_from_files(files) -> str:
+    """The final recipe with the highest mean last-epoch validation accuracy; its lowest seed."""
+    by_opt = {}
+    for f in files.values():
+        if f["spec"]["role"] == "final":
+            by_opt.setdefault(f["spec"]["optimizer"], []).append(f)
+    best = max(by_opt, key=lambda o: statistics.mean(f["metrics"]["final_val_accuracy"]
+                                                     for f in by_opt[o]))
+    return min(by_opt[best], key=lambda f: f["spec"]["seed"])["spec"]["run_id"]
+
+
+def test_summary_best_is_chosen_on_validation_not_test(run_dirs, files):
     summ = agg.summary(agg.collect_runs(run_dirs))
-    base = 100 * metrics["adam-baseline-s0"]["test_accuracy"]
-    assert summ["baseline"]["test_accuracy"] == pytest.approx(base)
+    shown = _shown_from_files(files)
+    assert summ["best"]["run_id"] == shown
+    assert summ["best"]["test_accuracy"] == pytest.approx(_test_acc(files[shown]))
+    # the fake must tell the two rules apart: the best final on test accuracy is another run
+    finals = {k: _test_acc(f) for k, f in files.items() if f["spec"]["role"] == "final"}
+    assert max(finals, key=finals.get) != shown
+    assert files[shown]["spec"]["optimizer"] != summ["best_final"]["optimizer"]
+
+
+def test_summary_best_ignores_test_accuracy_and_follows_validation(run_dirs, files, tmp_path):
+    copies = [shutil.copytree(d, tmp_path / d.name) for d in run_dirs]
+    shown = _shown_from_files(files)
+    rival = next(k for k, f in files.items() if f["spec"]["role"] == "final"
+                 and f["spec"]["optimizer"] != files[shown]["spec"]["optimizer"]
+                 and f["spec"]["seed"] == 0 and not f["metrics"]["diverged"])
+    ev_path = tmp_path / rival / "evaluation.json"
+    ev = json.loads(ev_path.read_text())
+    ev["test_accuracy"] = 0.99  # a rival with a far better test score changes nothing
+    ev_path.write_text(json.dumps(ev))
+    assert agg.summary(agg.collect_runs(copies))["best"]["run_id"] == shown
+    rival_opt = files[rival]["spec"]["optimizer"]
+    for k, f in files.items():  # ... but a better validation accuracy does
+        if f["spec"]["optimizer"] == rival_opt and f["spec"]["role"] == "final":
+            m_path = tmp_path / k / "metrics.json"
+            m = json.loads(m_path.read_text())
+            m["final_val_accuracy"] = 0.95
+            m_path.write_text(json.dumps(m))
+    assert agg.summary(agg.collect_runs(copies))["best"]["run_id"] == rival
+
+
+def test_summary_baseline_and_ranking(run_dirs, files):
+    summ = agg.summary(agg.collect_runs(run_dirs))
+    base = [_test_acc(f) for f in files.values() if f["spec"]["role"] == "baseline"]
+    assert len(base) == 1
+    assert summ["baseline"]["test_accuracy"] == pytest.approx(base[0])
     assert summ["baseline"]["paper"] == PAPER_BASELINE
-    assert summ["baseline"]["diff"] == pytest.approx(base - PAPER_BASELINE)
+    assert summ["baseline"]["diff"] == pytest.approx(base[0] - PAPER_BASELINE)
     assert summ["baseline"]["std"] is None
-    scored = {k: m["test_accuracy"] for k, m in metrics.items() if m["test_accuracy"] is not None}
-    assert summ["best"]["run_id"] == max(scored, key=scored.get)
     assert summ["n_runs"] == len(run_dirs)
-    assert summ["ranking"]["ours"][0] == summ["best_final"]["optimizer"]
+    finals = {o: statistics.mean(_accs(files, o, "role", "final")) for o in PAPER_TABLE1}
+    assert summ["ranking"]["ours"] == sorted(finals, key=finals.get, reverse=True)
+    assert summ["best_final"]["optimizer"] == summ["ranking"]["ours"][0]
+    assert summ["best_final"]["test_accuracy"] == pytest.approx(max(finals.values()))
 
 
-def test_aggregate_writes_four_files(run_dirs, tmp_path):
-    out = {n: tmp_path / f"{n}.csv" for n in ("runs", "table1", "ablation")}
-    agg.aggregate(run_dirs, out["runs"], out["table1"], out["ablation"], tmp_path / "summary.json")
-    runs = pd.read_csv(out["runs"])
-    for col in agg.RUN_COLUMNS:
-        assert col in runs.columns
+# ---------------------------------------------------------------- aggregate() and claims.csv
+def test_aggregate_writes_five_files(run_dirs, written):
+    runs = pd.read_csv(written["runs"])
+    for col in agg.RUN_COLUMNS + agg.EXTRA_COLUMNS:
+        assert col in runs.columns, col
     assert len(runs) == len(run_dirs)
     assert bool(runs.set_index("run_id").loc["rmsprop-final-s1", "diverged"]) is True
-    table = pd.read_csv(out["table1"])
-    assert list(table.columns[:14]) == agg.TABLE1_COLUMNS[:14]
-    summary = json.loads((tmp_path / "summary.json").read_text())  # strict JSON: no NaN
-    assert "NaN" not in (tmp_path / "summary.json").read_text()
+    assert list(pd.read_csv(written["table1"]).columns) == agg.TABLE1_COLUMNS
+    assert list(pd.read_csv(written["ablation"]).columns) == agg.ABLATION_COLUMNS
+    text = written["summary"].read_text()
+    assert "NaN" not in text  # strict JSON
+    summary = json.loads(text)
+    assert summary == json.loads(json.dumps(written["returned"]))
     assert summary["baseline"]["paper"] == PAPER_BASELINE
+    assert summary["scale"] == "reduced"
+
+
+def test_claims_csv_has_one_row_per_claim(written):
+    claims = pd.read_csv(written["claims"])
+    assert list(claims.columns) == verdicts.COLUMNS
+    assert list(claims["id"]) == [c["id"] for c in verdicts.load_claims()]
+    assert set(claims["verdict"]) <= set(verdicts.VERDICTS)
+    assert len(set(claims["verdict"])) >= 3, "the fake should give a mix of verdicts"
+    summary = json.loads(written["summary"].read_text())
+    assert summary["verdicts"] == claims["verdict"].value_counts().to_dict()
+    assert sum(summary["verdicts"].values()) == len(claims)
+
+
+def test_claims_are_judged_on_the_files_predictions(written, files):
+    """A seed-paired comparison counts the discordant images of the runs' evaluation.json."""
+    claims = pd.read_csv(written["claims"]).set_index("id")
+    for cid, a, b in (("batchnorm_adam", "adam-final", "adam-final_no_batchnorm"),
+                      ("momentum_sgd", "sgd-final", "sgd-final_no_momentum")):
+        better = worse = 0
+        for seed in (0, 1):
+            ea, eb = files[f"{a}-s{seed}"]["ev"], files[f"{b}-s{seed}"]["ev"]
+            y = np.asarray(ea["labels"])
+            ok_a, ok_b = np.asarray(ea["predictions"]) == y, np.asarray(eb["predictions"]) == y
+            better += int(np.sum(ok_a & ~ok_b))
+            worse += int(np.sum(~ok_a & ok_b))
+        row = claims.loc[cid]
+        assert re.search(rf"\b{better} vs {worse} discordant", row["test"]), (cid, row["test"])
+        diffs = [_test_acc(files[f"{a}-s{s}"]) - _test_acc(files[f"{b}-s{s}"]) for s in (0, 1)]
+        assert row["ours"] == pytest.approx(statistics.mean(diffs))
+        assert row["n"] == 2
+
+
+def test_claims_verdicts_on_the_fake(written, files):
+    claims = pd.read_csv(written["claims"]).set_index("id")
+    v = claims["verdict"]
+    assert v["baseline"] == verdicts.INCONCLUSIVE  # one seed
+    assert v["initial_adam"] == verdicts.REPRODUCED
+    assert v["initial_sgd"] == verdicts.NOT_REPRODUCED  # ~55 % against the paper's 61.65 %
+    assert v["dropout_adam"] == verdicts.CONTRADICTED  # the no-dropout twin scores higher
+    assert v["batchnorm_adam"] == verdicts.REPRODUCED
+    assert v["final_sgd"] == verdicts.INCONCLUSIVE and "reduced scale" in claims.loc["final_sgd", "reason"]
+    assert "counted in the means" in claims.loc["final_rmsprop", "reason"]
+    accs = _accs(files, "rmsprop", "role", "final")
+    assert claims.loc["final_rmsprop", "ours"] == pytest.approx(statistics.mean(accs))
+
+
+def test_aggregate_passes_rules_and_scale(run_dirs, files, written, tmp_path):
+    out = [tmp_path / n for n in ("r.csv", "t.csv", "a.csv", "s.json", "c.csv")]
+    summ = agg.aggregate(run_dirs, *out, rules={"tolerance": 30.0, "val_target": 50.0}, scale="paper")
+    assert summ["scale"] == "paper"
+    claims = pd.read_csv(out[4]).set_index("id")
+    before = pd.read_csv(written["claims"]).set_index("id")
+    values = claims[claims["kind"] == "value"]
+    assert values["test"].str.endswith("± 30").all()
+    # ~55 % is outside the paper's 61.65 % ± 1 point, inside ± 30 points
+    assert before.loc["initial_sgd", "verdict"] == verdicts.NOT_REPRODUCED
+    assert claims.loc["initial_sgd", "verdict"] != verdicts.NOT_REPRODUCED
+    assert "reduced scale" not in " ".join(claims["reason"].astype(str))
+    assert "50 %" in claims.loc["adam_fastest", "test"]
+    runs = pd.read_csv(out[0]).set_index("run_id")
+    for run_id, f in files.items():
+        hist = f["hist"]
+        reached = hist[100 * hist["val_accuracy"] >= 50.0]
+        expected = reached["epoch"].iloc[0] if len(reached) else math.nan
+        assert runs.loc[run_id, "epochs_to_target"] == pytest.approx(expected, nan_ok=True), run_id
 
 
 def test_missing_metrics_is_a_one_line_error(run_dirs, tmp_path):
@@ -117,7 +352,7 @@ def test_missing_metrics_is_a_one_line_error(run_dirs, tmp_path):
     (broken / "run.json").write_text((run_dirs[0] / "run.json").read_text())
     with pytest.raises(CnnoptError, match="metrics.json") as exc:
         agg.aggregate([*run_dirs, broken], tmp_path / "r.csv", tmp_path / "t.csv",
-                      tmp_path / "a.csv", tmp_path / "s.json")
+                      tmp_path / "a.csv", tmp_path / "s.json", tmp_path / "c.csv")
     assert "\n" not in str(exc.value)
     assert not any(tmp_path.glob("*.csv")) and not (tmp_path / "s.json").exists()
 

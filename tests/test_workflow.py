@@ -48,7 +48,8 @@ def test_smoke_dag_produces_every_output(smoke_run):
     table1 = pd.read_csv(wf / "results/tables/table1.csv")
     assert sorted(table1["optimizer"]) == ["adam", "adamax", "rmsprop", "sgd"]
     assert table1.set_index("optimizer").loc["adam", "paper_final"] == 85.5
-    assert len(pd.read_csv(wf / "results/tables/ablation.csv")) == 2
+    twins = {rid.rsplit("-s", 1)[0] for rid in expected if "-final_no_" in rid}
+    assert len(pd.read_csv(wf / "results/tables/ablation.csv")) == len(twins) == 7
     for fig in ("optimizer_adam", "optimizer_sgd", "optimizer_rmsprop", "optimizer_adamax",
                 "val_accuracy_vs_epoch", "val_accuracy_vs_seconds", "final_accuracy",
                 "lr_schedules", "confusion_best"):
@@ -83,6 +84,23 @@ def test_smoke_report_is_self_contained_and_names_the_paper(smoke_run):
     assert 'src="results' not in html and "src='results" not in html
 
 
+def test_smoke_report_opens_with_every_claim_judged(smoke_run):
+    from cnnopt import verdicts
+
+    wf, _ = smoke_run
+    ids = [c["id"] for c in verdicts.load_claims()]
+    claims = pd.read_csv(wf / "results/tables/claims.csv")
+    assert list(claims["id"]) == ids
+    # one seed: no claim can be decided, and each row says why
+    assert set(claims["verdict"]) <= {"inconclusive", "untested"}
+    assert claims["reason"].str.len().min() > 10
+    html = (wf / "results/report/report.html").read_text()
+    assert html.index('id="claims-table"') < html.index('id="methodology"')
+    for cid in ids:
+        assert f'id="claim-{cid}"' in html
+    assert 'id="deviations"' in html and "reduced scale" in html
+
+
 def test_the_learned_models_beat_chance(smoke_run):
     wf, _ = smoke_run
     runs = pd.read_csv(wf / "results/tables/runs.csv").set_index("run_id")
@@ -102,7 +120,8 @@ def test_default_config_plans_the_whole_study(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     counts = dict(line.split() for line in proc.stdout.splitlines()
                   if line.strip() and line.split()[-1].isdigit() and len(line.split()) == 2)
-    assert counts["train"] == "14" and counts["evaluate"] == "14"
+    planned = len(run_ids())  # one training and one evaluation per run of the default grid
+    assert planned == 32 and counts["train"] == counts["evaluate"] == str(planned)
     for rule in ("download_data", "prepare_data", "aggregate", "figures", "report", "all"):
         assert counts[rule] == "1"
 

@@ -1,7 +1,8 @@
-# Aggregate: every run in one table; Table 1 beside the paper; the ablation; the summary.
+# Aggregate: every run in one table; Table 1 beside the paper; the twins; the summary; and
+# the verdict on each of the paper's claims (workflow/lib/cnnopt/claims.yaml).
 
 TABLES = {
-    name: f"results/tables/{name}.csv" for name in ("runs", "table1", "ablation")
+    name: f"results/tables/{name}.csv" for name in ("claims", "runs", "table1", "ablation")
 }
 SUMMARY = "results/tables/summary.json"
 
@@ -11,6 +12,9 @@ rule aggregate:
         metrics=run_files("metrics.json"),
         evaluations=run_files("evaluation.json"),
     output:
+        claims=report(
+            TABLES["claims"], caption="../../report/captions/claims.rst", category="Tables"
+        ),
         runs=report(TABLES["runs"], caption="../../report/captions/runs.rst", category="Tables"),
         table1=report(
             TABLES["table1"], caption="../../report/captions/table1.rst", category="Tables"
@@ -20,7 +24,9 @@ rule aggregate:
         ),
         summary=SUMMARY,
     params:
-        code=code_version("aggregate", "paper"),
+        rules=config["verdicts"],
+        scale=config["scale"],
+        code=code_version("aggregate", "paper", "verdicts", "io") + file_version("claims.yaml"),
     conda:
         "../../envs/cnnopt.yaml"
     log:

@@ -48,6 +48,11 @@ def code_version(*modules):
     return digest.hexdigest()[:16]
 
 
+def file_version(name):
+    """A hash of a data file of the library (e.g. claims.yaml), like code_version."""
+    return hashlib.sha256((LIB / "cnnopt" / name).read_bytes()).hexdigest()[:16]
+
+
 def run_files(name):
     """``name`` (e.g. "metrics.json") of every run in the grid."""
     return [f"results/runs/{rid}/{name}" for rid in RUNS]

@@ -32,7 +32,7 @@ rule figures:
             for name, path in FIGURES.items()
         },
     params:
-        code=code_version("figures"),
+        code=code_version("figures", "aggregate"),
     conda:
         "../../envs/cnnopt.yaml"
     log:

@@ -18,7 +18,8 @@ rule report:
         report(REPORT_HTML, caption="../../report/captions/report.rst", category="Report"),
     params:
         config=config,
-        code=code_version("report"),
+        code=code_version("report", "verdicts", "figures", "aggregate", "paper")
+        + file_version("deviations.yaml"),
     conda:
         "../../envs/cnnopt.yaml"
     log:

@@ -4,8 +4,8 @@
 frame; ``table1``, ``ablation`` and ``summary`` derive the paper's Table 1, the
 regularization ablation and a JSON summary from it; ``aggregate`` writes all four files.
 
-Accuracies in the frames are percent. A diverged run (metrics ``diverged`` true) stays in
-the per-run table, flagged, but never enters a mean.
+Accuracies in the frames are percent. A diverged run (metrics ``diverged`` true) counts in
+the means with the accuracy it scored, and each table says how many of its runs diverged.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, verdicts
 from .errors import CnnoptError
 from .paper import OPTIMIZER_LABELS, PAPER_BASELINE, PAPER_TABLE1
+from .verdicts import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +33,18 @@ RUN_COLUMNS = [
 ]
 #: Extra per-run columns kept after the spec's ones (used by the report).
 EXTRA_COLUMNS = ["diverged_epoch", "epochs_run", "dropout", "conv_dropout", "l2", "batch_norm", "architecture",
-                 "backend", "device"]
+                 "backend", "device", "validation_size", "n_test", "final_val_accuracy",
+                 "epochs_to_target", "seconds_to_target", "still_rising"]
 
 TABLE1_COLUMNS = [
     "optimizer", "label", "initial", "initial_std", "final", "final_std", "paper_initial",
     "paper_final", "initial_diff", "final_diff", "key_adjustments", "initial_seconds",
-    "final_seconds", "seeds", "initial_seeds", "diverged",
+    "final_seconds", "seeds", "initial_seeds", "diverged", "diverged_runs",
+    "final_epochs_to_target", "final_seconds_to_target",
 ]
 ABLATION_COLUMNS = [
     "variant", "label", "optimizer", "test_accuracy", "test_accuracy_std", "train_seconds",
-    "seeds", "diverged", "dropout", "conv_dropout", "l2", "batch_norm", "reference", "reference_accuracy",
-    "delta",
+    "seeds", "diverged", "reference", "reference_accuracy", "delta",
 ]
 ROLE_ORDER = {"baseline": 0, "initial": 1, "final": 2, "extra": 3, "ablation": 4}
 
@@ -78,8 +80,31 @@ def _num(value, scale=1.0):
     return v * scale if math.isfinite(v) else math.nan
 
 
-def collect_runs(run_dirs) -> pd.DataFrame:
-    """One row per run folder, with the runs.csv columns (accuracies in percent)."""
+def _curve_facts(d: Path, val_target: float, rising_epochs: int, rising_points: float) -> dict:
+    """From a run's history.csv: epochs and seconds to the validation target, still rising."""
+    path = d / "history.csv"
+    if not path.is_file():
+        raise CnnoptError(f"missing history: {path} (expected the history.csv of a finished run)")
+    hist = pd.read_csv(path)
+    val = pd.to_numeric(hist["val_accuracy"], errors="coerce") * 100
+    reached = hist[val >= val_target]
+    first = reached.iloc[0] if len(reached) else None
+    # still rising: the last epoch's validation accuracy is more than rising_points above the
+    # one rising_epochs earlier (a curve too short to tell counts as rising)
+    rising = (len(val) <= rising_epochs
+              or bool(val.iloc[-1] - val.iloc[-1 - rising_epochs] > rising_points))
+    return {"epochs_to_target": None if first is None else int(first["epoch"]),
+            "seconds_to_target": math.nan if first is None else float(first["elapsed"]),
+            "still_rising": rising}
+
+
+def collect_runs(run_dirs, rules: dict | None = None) -> pd.DataFrame:
+    """One row per run folder, with the runs.csv columns (accuracies in percent).
+
+    ``rules`` (the config's ``verdicts`` block) sets the validation target and what counts
+    as a still-rising curve.
+    """
+    rules = DEFAULT_RULES | dict(rules or {})
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise CnnoptError("no runs to aggregate: the list of run folders is empty")
@@ -94,6 +119,8 @@ def collect_runs(run_dirs) -> pd.DataFrame:
         if test_acc is None:
             test_acc = m.get("test_accuracy")
         run_id = spec.get("run_id") or m.get("run_id") or d.name
+        curve = _curve_facts(d, rules["val_target"], rules["rising_epochs"], rules["rising_points"])
+        n_test = sum(sum(r) for r in ev["confusion_matrix"]) if ev.get("confusion_matrix") else None
         rows.append({
             "run_id": run_id,
             "optimizer": spec.get("optimizer", m.get("optimizer")),
@@ -122,13 +149,17 @@ def collect_runs(run_dirs) -> pd.DataFrame:
             "architecture": model.get("architecture", ""),
             "backend": m.get("backend", ""),
             "device": m.get("device", ""),
+            "validation_size": spec.get("validation_size"),
+            "n_test": n_test,
+            "final_val_accuracy": _num(m.get("final_val_accuracy"), 100.0),
+            **curve,
         })
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS + EXTRA_COLUMNS)
     dup = frame["run_id"][frame["run_id"].duplicated()].tolist()
     if dup:
         raise CnnoptError(f"duplicate run ids among the run folders: {', '.join(map(str, dup))}")
     for col in ("convergence_epoch", "diverged_epoch", "params", "epochs_run", "seed", "epochs",
-                "batch_size"):
+                "batch_size", "validation_size", "n_test", "epochs_to_target"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     frame["_o"] = frame["optimizer"].map({o: i for i, o in enumerate(optimizer_order(frame["optimizer"]))})
     frame["_r"] = frame["role"].map(ROLE_ORDER).fillna(9)
@@ -145,25 +176,30 @@ def _stats(values: pd.Series):
     return mean, std, n
 
 
-def _usable(runs: pd.DataFrame) -> pd.DataFrame:
-    return runs[~runs["diverged"].astype(bool)]
+def _diverged_text(frame: pd.DataFrame) -> str:
+    """"k of n diverged" for the runs of ``frame`` ("" when none did)."""
+    k = int(frame["diverged"].astype(bool).sum())
+    return f"{k} of {len(frame)} diverged" if k else ""
 
 
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
-    """Table 1: initial and final test accuracy per optimizer, ours beside the paper's."""
+    """Table 1: initial and final test accuracy per optimizer, ours beside the paper's.
+
+    Means are over every seed, diverged runs included; time to target is the mean over the
+    final runs that reached the validation target (``verdicts.val_target``).
+    """
     rows = []
     present = runs.groupby("optimizer")["role"].agg(set)
     for opt in optimizer_order(runs["optimizer"]):
         if not {"initial", "final"} <= present.get(opt, set()):
             continue
         mine = runs[runs["optimizer"] == opt]
-        ini_all, fin_all = mine[mine["role"] == "initial"], mine[mine["role"] == "final"]
-        ini, fin = _usable(ini_all), _usable(fin_all)
+        ini, fin = mine[mine["role"] == "initial"], mine[mine["role"] == "final"]
         i_mean, i_std, i_n = _stats(ini["test_accuracy"])
         f_mean, f_std, f_n = _stats(fin["test_accuracy"])
         paper = PAPER_TABLE1.get(opt, {})
         p_i, p_f = _num(paper.get("initial")), _num(paper.get("final"))
-        ours_adj = [k for k in fin_all["key_adjustments"] if isinstance(k, str) and k]
+        ours_adj = [k for k in fin["key_adjustments"] if isinstance(k, str) and k]
         rows.append({
             "optimizer": opt, "label": optimizer_label(opt),
             "initial": i_mean, "initial_std": i_std, "final": f_mean, "final_std": f_std,
@@ -173,47 +209,38 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
             "initial_seconds": _stats(ini["train_seconds"])[0],
             "final_seconds": _stats(fin["train_seconds"])[0],
             "seeds": f_n, "initial_seeds": i_n,
-            "diverged": int(ini_all["diverged"].sum() + fin_all["diverged"].sum()),
+            "diverged": int(ini["diverged"].sum() + fin["diverged"].sum()),
+            "diverged_runs": _diverged_text(pd.concat([ini, fin])),
+            "final_epochs_to_target": _stats(fin["epochs_to_target"].astype(float))[0],
+            "final_seconds_to_target": _stats(fin["seconds_to_target"])[0],
         })
     return pd.DataFrame(rows, columns=TABLE1_COLUMNS)
 
 
-def _no_regularization(row) -> bool:
-    return (not row["batch_norm"]) and not any(row[k] > 0 for k in ("dropout", "conv_dropout", "l2"))
-
-
 def ablation(runs: pd.DataFrame) -> pd.DataFrame:
-    """Ablation runs grouped by variant (and optimizer), mean and std over seeds.
+    """The twins (role ``ablation``), mean and std over seeds, beside the final run they vary.
 
-    ``delta`` compares each variant with a reference of the same optimizer: the ablation
-    variant without any regularization if there is one, else that optimizer's initial runs.
+    ``delta`` is the final run's mean minus the twin's: what the ingredient the twin lacks
+    adds to the final recipe (positive: the ingredient helps). The claims table tests it.
     """
     abl = runs[runs["role"] == "ablation"]
     rows = []
     for (variant, opt), grp in abl.groupby(["variant", "optimizer"], sort=False):
-        ok = _usable(grp)
-        mean, std, n = _stats(ok["test_accuracy"])
-        first = grp.iloc[0]
+        mean, std, n = _stats(grp["test_accuracy"])
+        final = runs[(runs["optimizer"] == opt) & (runs["role"] == "final")]
+        ref = _stats(final["test_accuracy"])[0] if len(final) else math.nan
         rows.append({
-            "variant": variant, "label": first["label"], "optimizer": opt,
+            "variant": variant, "label": grp.iloc[0]["label"], "optimizer": opt,
             "test_accuracy": mean, "test_accuracy_std": std,
-            "train_seconds": _stats(ok["train_seconds"])[0], "seeds": n,
+            "train_seconds": _stats(grp["train_seconds"])[0], "seeds": n,
             "diverged": int(grp["diverged"].sum()),
-            "dropout": first["dropout"], "conv_dropout": first["conv_dropout"], "l2": first["l2"], "batch_norm": bool(first["batch_norm"]),
+            "reference": "final" if len(final) else "", "reference_accuracy": ref,
+            "delta": ref - mean,
         })
-    for row in rows:
-        plain = [r for r in rows if r["optimizer"] == row["optimizer"] and _no_regularization(r)]
-        if plain:
-            ref_name, ref_acc = str(plain[0]["variant"]), plain[0]["test_accuracy"]
-        else:
-            ini = _usable(runs[(runs["optimizer"] == row["optimizer"]) & (runs["role"] == "initial")])
-            ref_name, ref_acc = ("initial", _stats(ini["test_accuracy"])[0]) if len(ini) else ("", math.nan)
-        row.update(reference=ref_name, reference_accuracy=ref_acc,
-                   delta=row["test_accuracy"] - ref_acc)
     frame = pd.DataFrame(rows, columns=ABLATION_COLUMNS)
     if len(frame):
         frame["_o"] = frame["optimizer"].map({o: i for i, o in enumerate(optimizer_order(frame["optimizer"]))})
-        frame = frame.sort_values(["_o", "test_accuracy"], ascending=[True, False]).drop(columns="_o")
+        frame = frame.sort_values(["_o", "variant"]).drop(columns="_o")
     return frame.reset_index(drop=True)
 
 
@@ -239,13 +266,13 @@ def summary(runs: pd.DataFrame, table: pd.DataFrame | None = None,
     """Headline numbers for the report: baseline, best run, ranking, improvements, totals."""
     table = table1(runs) if table is None else table
     abl = ablation(runs) if abl is None else abl
-    ok = _usable(runs)
+    ok = runs
     base = runs[runs["role"] == "baseline"]
-    b_mean, b_std, b_n = _stats(_usable(base)["test_accuracy"])
+    b_mean, b_std, b_n = _stats(base["test_accuracy"])
     out = {
         "baseline": {
             "test_accuracy": b_mean, "std": b_std, "seeds": b_n, "paper": PAPER_BASELINE,
-            "diff": b_mean - PAPER_BASELINE, "train_seconds": _stats(_usable(base)["train_seconds"])[0],
+            "diff": b_mean - PAPER_BASELINE, "train_seconds": _stats(base["train_seconds"])[0],
             "run_ids": base["run_id"].tolist(),
             "epochs": int(base["epochs"].dropna().iloc[0]) if base["epochs"].notna().any() else None,
         },
@@ -257,12 +284,12 @@ def summary(runs: pd.DataFrame, table: pd.DataFrame | None = None,
         "backends": sorted({str(b) for b in runs["backend"] if isinstance(b, str) and b}),
         "devices": sorted({str(b) for b in runs["device"] if isinstance(b, str) and b}),
     }
-    scored = ok[ok["test_accuracy"].notna()]
-    if len(scored):
-        best = scored.loc[scored["test_accuracy"].idxmax()]
-        out["best"] = {"run_id": best["run_id"], "optimizer": best["optimizer"],
-                       "variant": best["variant"], "role": best["role"],
-                       "test_accuracy": best["test_accuracy"]}
+    shown = shown_run(ok)
+    if shown is not None:  # chosen on validation accuracy (see shown_run), never on the test set
+        row = ok[ok["run_id"] == shown].iloc[0]
+        out["best"] = {"run_id": shown, "optimizer": row["optimizer"], "variant": row["variant"],
+                       "role": row["role"], "test_accuracy": row["test_accuracy"],
+                       "chosen_by": "mean last-epoch validation accuracy; first seed"}
     else:
         out["best"] = None
     fin = table[table["final"].notna()]
@@ -276,30 +303,55 @@ def summary(runs: pd.DataFrame, table: pd.DataFrame | None = None,
     out["improvement"] = {r.optimizer: {"ours": r.final - r.initial,
                                         "paper": r.paper_final - r.paper_initial}
                           for r in table.itertuples()}
-    gains = abl[abl["delta"].notna() & (abl["reference"] != abl["variant"])]
-    if len(gains):
-        top = gains.loc[gains["delta"].idxmax()]
-        out["best_regularization"] = {"variant": top["variant"], "label": top["label"],
-                                      "optimizer": top["optimizer"], "delta": top["delta"],
-                                      "test_accuracy": top["test_accuracy"],
-                                      "reference": top["reference"]}
-    else:
-        out["best_regularization"] = None
     return _clean(out)
 
 
-def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary) -> dict:
-    """Collect the runs and write runs.csv, table1.csv, ablation.csv and summary.json."""
-    runs = collect_runs(run_dirs)
+def shown_run(runs: pd.DataFrame) -> str | None:
+    """The run the report's single-run figures show: the first seed of the final recipe with
+    the highest mean last-epoch validation accuracy. Never chosen by test accuracy."""
+    final = runs[runs["role"] == "final"]
+    if final.empty:
+        final = runs
+    if final.empty:
+        return None
+    by_opt = final.groupby("optimizer")["final_val_accuracy"].mean()
+    opt = by_opt.idxmax() if by_opt.notna().any() else final["optimizer"].iloc[0]
+    return str(final[final["optimizer"] == opt].sort_values("seed")["run_id"].iloc[0])
+
+
+def read_predictions(run_dirs) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Run id -> (test labels, predicted classes), from each run's evaluation.json."""
+    out = {}
+    for d in map(Path, run_dirs):
+        ev = _read(d / "evaluation.json", "evaluation")
+        if "predictions" in ev and "labels" in ev:
+            out[ev.get("run_id") or d.name] = (np.asarray(ev["labels"]), np.asarray(ev["predictions"]))
+    return out
+
+
+def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims,
+              rules: dict | None = None, scale: str = "reduced") -> dict:
+    """Collect the runs; write runs.csv, table1.csv, ablation.csv, summary.json and claims.csv.
+
+    ``rules`` is the config's ``verdicts`` block and ``scale`` its ``scale``: how each claim
+    of the paper (``claims.yaml``) is judged.
+    """
+    runs = collect_runs(run_dirs, rules)
     table = table1(runs)
     abl = ablation(runs)
     summ = summary(runs, table, abl)
+    claims = verdicts.judge(verdicts.load_claims(), runs, read_predictions(run_dirs), rules, scale)
+    summ["verdicts"] = _clean(claims["verdict"].value_counts().to_dict())
+    summ["scale"] = scale
     if runs["diverged"].any():
-        log.warning("diverged runs (excluded from means): %s",
+        log.warning("diverged runs (counted in the means): %s",
                     ", ".join(runs.loc[runs["diverged"].astype(bool), "run_id"]))
     io.write_csv(out_runs, runs)
     io.write_csv(out_table1, table)
     io.write_csv(out_ablation, abl)
+    io.write_csv(out_claims, claims)
     io.write_json(out_summary, summ)
-    log.info("aggregated %d runs: %d Table 1 rows, %d ablation rows", len(runs), len(table), len(abl))
+    log.info("aggregated %d runs: %d Table 1 rows, %d ablation rows, %d claims (%s)", len(runs),
+             len(table), len(abl), len(claims),
+             ", ".join(f"{k} {v}" for k, v in summ["verdicts"].items()))
     return summ

@@ -25,9 +25,12 @@ import jinja2
 import pandas as pd
 import yaml
 
-from . import io
+from importlib import resources
+
+from . import io, verdicts
 from .aggregate import optimizer_label, optimizer_order
 from .errors import CnnoptError
+from .figures import final_run_for
 from .paper import OPTIMIZER_LABELS, PAPER_AUTHORS, PAPER_BASELINE, PAPER_TABLE1, PAPER_TITLE
 
 log = logging.getLogger(__name__)
@@ -306,13 +309,12 @@ def _regularization_rows(runs: dict) -> list[dict]:
     return rows
 
 
-def _best_final(runs: dict, opt: str):
-    finals = [r for r in runs.values() if r["spec"]["optimizer"] == opt and r["spec"].get("role") == "final"]
-    ok = [r for r in finals if not r["metrics"].get("diverged")] or finals
-    if not ok:
+def _shown_final(runs: dict, opt: str):
+    """The final run shown for ``opt``: its first seed (as in its figure)."""
+    try:
+        return final_run_for(list(runs.values()), opt)
+    except CnnoptError:
         return None
-    return max(ok, key=lambda r: -1.0 if r["metrics"].get("test_accuracy") is None
-               else float(r["metrics"]["test_accuracy"]))
 
 
 def curve_caption(run: dict) -> str:
@@ -356,7 +358,7 @@ def _opt_subsections(runs: dict, table1: pd.DataFrame, figs: dict[str, Path]) ->
     out = []
     t1 = {r["optimizer"]: r for r in _records(table1)} if len(table1) else {}
     for opt in optimizer_order(r["spec"]["optimizer"] for r in runs.values()):
-        run = _best_final(runs, opt)
+        run = _shown_final(runs, opt)
         if run is None:
             continue
         row = t1.get(opt)
@@ -377,8 +379,11 @@ def _opt_subsections(runs: dict, table1: pd.DataFrame, figs: dict[str, Path]) ->
         elif row is not None:
             sentences.append(f"Every final run of {optimizer_label(opt)} diverged, so no final "
                              "accuracy can be reported.")
-        if row is not None and _isnum(row.get("diverged")) and int(row["diverged"]):
-            sentences.append(f"{int(row['diverged'])} diverged run(s) of this optimizer are left out of the means.")
+        if row is not None and row.get("diverged_runs"):
+            sentences.append(f"Of its initial and final runs, {row['diverged_runs']}; they count in "
+                             "the means with the accuracy they scored.")
+        sentences.append(f"The figure shows seed {run['spec'].get('seed', 0)}, the first, fixed "
+                         "before training.")
         key = f"optimizer_{opt}"
         out.append({"name": opt, "label": optimizer_label(opt), "run_id": run["spec"].get("run_id"),
                     "text": " ".join(sentences),
@@ -409,7 +414,9 @@ def _table1_rows(table1: pd.DataFrame) -> list[dict]:
             "paper_key_adjustments": PAPER_TABLE1.get(r["optimizer"], {}).get("key_adjustments", DASH),
             "seeds": _int(r.get("seeds")) or 0,
             "seconds": f"{duration(r.get('initial_seconds'))} / {duration(r.get('final_seconds'))}",
-            "diverged": _int(r.get("diverged")) or 0,
+            "diverged": r.get("diverged_runs") or "",
+            "epochs_to_target": fmt(r.get("final_epochs_to_target"), 1),
+            "seconds_to_target": duration(r.get("final_seconds_to_target")),
         })
     return rows
 
@@ -417,17 +424,95 @@ def _table1_rows(table1: pd.DataFrame) -> list[dict]:
 def _ablation_rows(abl: pd.DataFrame) -> list[dict]:
     rows = []
     for r in _records(abl):
-        acc = pm(r.get("test_accuracy"), r.get("test_accuracy_std"))
-        if not _isnum(r.get("test_accuracy")) and r.get("diverged"):
-            acc = "diverged"
         rows.append({"variant": r.get("variant"), "label": r.get("label") or "",
-                     "optimizer": optimizer_label(r.get("optimizer")), "accuracy": acc,
-                     "dropout": fmt(r.get("dropout")), "conv_dropout": fmt(r.get("conv_dropout")), "l2": f"{r['l2']:g}" if _isnum(r.get("l2")) else DASH,
-                     "batch_norm": "yes" if r.get("batch_norm") in (True, "True", "true", 1) else "no",
+                     "optimizer": optimizer_label(r.get("optimizer")),
+                     "accuracy": pm(r.get("test_accuracy"), r.get("test_accuracy_std")),
+                     "reference": pm(r.get("reference_accuracy"), None),
                      "seeds": _int(r.get("seeds")) or 0, "seconds": duration(r.get("train_seconds")),
-                     "reference": r.get("reference") or DASH,
-                     "delta": DASH if r.get("reference") == r.get("variant") else signed(r.get("delta"))})
+                     "diverged": f"{_int(r.get('diverged'))} diverged" if _int(r.get("diverged")) else "",
+                     "delta": signed(r.get("delta"))})
     return rows
+
+
+def claim_rows(claims: pd.DataFrame) -> list[dict]:
+    """The claims table: one row per claim, every cell formatted once here."""
+    rows = []
+    for r in _records(claims):
+        value = r.get("kind") == "value"
+        ours = (pm(r.get("ours"), r.get("std")) if value
+                else (f"{signed(r.get('ours'))} ± {fmt(r.get('std'))}" if _isnum(r.get("std"))
+                      else signed(r.get("ours"))))
+        if r.get("kind") == "faster" and _isnum(r.get("ours")):
+            ours += " epochs"
+        elif not value and _isnum(r.get("ours")):
+            ours += " points"
+        ci = (f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if value
+              else f"[{signed(r.get('ci_low'))}, {signed(r.get('ci_high'))}]")
+        rows.append({"id": r["id"], "claim": r.get("claim") or "", "where": r.get("where") or "",
+                     "paper": fmt(r.get("paper")) if value else signed(r.get("paper"))
+                     if _isnum(r.get("paper")) else {"greater": "A > B", "top": "top two",
+                                                     "faster": "fewest epochs"}.get(r.get("kind"), DASH),
+                     "ours": ours, "n": _int(r.get("n")) or 0,
+                     "ci": ci if _isnum(r.get("ci_low")) else DASH,
+                     "test": r.get("test") or DASH, "verdict": r.get("verdict") or DASH,
+                     "css": (r.get("verdict") or "").replace(" ", "-"),
+                     "reason": r.get("reason") or "", "runs": r.get("runs") or ""})
+    return rows
+
+
+def _describe_final(runs: dict, opt: str, what: str) -> str:
+    run = _shown_final(runs, opt)
+    if run is None:
+        return "no final run"
+    oc = {k: v for k, v in (run["spec"].get("optimizer_config") or {}).items() if k != "name"}
+    if what == "optimizer":
+        return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                         for k, v in oc.items() if k in ("learning_rate", "momentum", "rho"))
+    return describe_model(run["spec"].get("model") or {})
+
+
+def deviation_rows(runs: dict, config: dict, data: dict) -> list[dict]:
+    """The "Deviations and assumptions" table: ``deviations.yaml`` filled in from the runs."""
+    text = resources.files(__package__).joinpath("deviations.yaml").read_text(encoding="utf-8")
+    by_role: dict[str, list] = {}
+    for r in runs.values():
+        by_role.setdefault(r["spec"].get("role"), []).append(r["spec"])
+
+    def first(role, key, default=DASH):
+        specs = by_role.get(role) or []
+        return specs[0].get(key, default) if specs else default
+
+    final = by_role.get("final") or [{}]
+    sched = final[0].get("schedule") or {}
+    model = final[0].get("model") or {}
+    values = {
+        "data_name": data.get("name", DASH),
+        "validation_size": f"{config.get('validation_size', DASH):,}" if _isnum(config.get("validation_size"))
+        else DASH,
+        "baseline_batch": first("baseline", "batch_size"),
+        "initial_model": describe_model(first("initial", "model", {}) or {}),
+        "final_model": describe_model(model),
+        "final_optimizer": optimizer_label(final[0].get("optimizer", DASH)),
+        "batch_sizes": "; ".join(f"{role} {sorted({s.get('batch_size') for s in specs})[0]}"
+                                 for role, specs in by_role.items() if specs),
+        "initial_epochs": first("initial", "epochs"), "final_epochs": first("final", "epochs"),
+        "scale": config.get("scale", "reduced"),
+        "schedule": (f"decay_rate {sched.get('decay_rate')}, decay_step {sched.get('decay_step')} "
+                     "epoch(s)" if sched.get("type") == "exponential" else f"{sched.get('type', DASH)}"),
+        "sgd_final": _describe_final(runs, "sgd", "optimizer"),
+        "rmsprop_final": _describe_final(runs, "rmsprop", "optimizer"),
+        "adamax_final": _describe_final(runs, "adamax", "optimizer"),
+        "dropout": f"dropout {model.get('conv_dropout', 0)} after each conv block and "
+                   f"{model.get('dropout', 0)} after the dense layer in every final recipe",
+        "seeds": len(config.get("seeds") or []) or DASH,
+    }
+
+    class Missing(dict):
+        def __missing__(self, key):
+            return DASH
+
+    return [{"topic": d["topic"], "paper": d["paper"],
+             "ours": d["ours"].format_map(Missing(values))} for d in yaml.safe_load(text)]
 
 
 def _runs_rows(runs_df: pd.DataFrame) -> list[dict]:
@@ -506,7 +591,8 @@ def _comparison_captions(runs: dict, runs_df: pd.DataFrame, table1: pd.DataFrame
         acc = [(cm[i][i] / max(sum(cm[i]), 1), names[i]) for i in range(len(names))]
         off = max(((cm[i][j], names[i], names[j]) for i in range(len(names))
                    for j in range(len(names)) if i != j), default=None)
-        txt = (f"Confusion matrix of the best run, {best_run['spec'].get('run_id')} (rows: true class, "
+        txt = (f"Confusion matrix of {best_run['spec'].get('run_id')}, the first seed of the final "
+               "recipe with the highest mean validation accuracy (rows: true class, "
                f"columns: prediction; colour is the fraction of the true class). "
                f"Best recognised class: {max(acc)[1]} ({100 * max(acc)[0]:.1f}%); "
                f"worst: {min(acc)[1]} ({100 * min(acc)[0]:.1f}%).")
@@ -514,14 +600,23 @@ def _comparison_captions(runs: dict, runs_df: pd.DataFrame, table1: pd.DataFrame
             txt += f" The most frequent error is {off[1]} taken for {off[2]} ({off[0]} images)."
         caps["confusion_best"] = txt
     else:
-        caps["confusion_best"] = "Confusion matrix of the best run."
+        caps["confusion_best"] = "Confusion matrix of the shown run."
     return caps
 
 
-def _summary_sentences(summ: dict, table1: pd.DataFrame, data: dict) -> list[str]:
+def _summary_sentences(summ: dict, table1: pd.DataFrame, data: dict, claims: pd.DataFrame) -> list[str]:
     s = []
-    s.append(f"This report re-runs the study on {data['name']}: {summ.get('n_runs', 0)} training runs, "
+    scale = summ.get("scale", "reduced")
+    s.append(f"This report re-runs the study on {data['name']} at {scale} scale: "
+             f"{summ.get('n_runs', 0)} training runs, "
              f"{duration(summ.get('total_train_seconds'))} of training in total.")
+    if len(claims):
+        counts = claims["verdict"].value_counts()
+        parts = [f"{int(counts[v])} {v}" for v in verdicts.VERDICTS if v in counts]
+        s.append(f"Of the paper's {len(claims)} claims (section 2): " + _list(parts) + ".")
+    if scale != "paper":
+        s.append("At reduced scale the final runs train far less than the paper's, so their "
+                 "absolute accuracies are not judged; comparisons between twins still are.")
     b = summ.get("baseline") or {}
     if _isnum(b.get("test_accuracy")):
         s.append(f"The baseline CNN reaches {pm(b['test_accuracy'], b.get('std'))}% test accuracy "
@@ -529,79 +624,25 @@ def _summary_sentences(summ: dict, table1: pd.DataFrame, data: dict) -> list[str
     else:
         s.append("No usable baseline run was found, so the baseline cannot be compared with the paper's "
                  f"{PAPER_BASELINE:.2f}%.")
-    bf = summ.get("best_final")
-    if bf:
-        paper_best = max(PAPER_TABLE1, key=lambda o: PAPER_TABLE1[o]["final"])
-        s.append(f"The best final configuration is {optimizer_label(bf['optimizer'])} with "
-                 f"{fmt(bf['test_accuracy'])}% (mean over seeds); the paper's best is "
-                 f"{optimizer_label(paper_best)} with {PAPER_TABLE1[paper_best]['final']:.2f}%.")
-    best = summ.get("best")
-    if best:
-        s.append(f"The single most accurate run is {best['run_id']} at {fmt(best['test_accuracy'])}%.")
     if summ.get("n_diverged"):
-        s.append(f"{summ['n_diverged']} run(s) diverged and are left out of every mean.")
+        s.append(f"{summ['n_diverged']} of {summ.get('n_runs', 0)} runs diverged; they count in "
+                 "the means with the accuracy they scored.")
     if not data["canonical"]:
         s.append("The data are not the canonical CIFAR-10 archive (see Methodology).")
     return s
 
 
-def _conclusions(summ: dict, table1: pd.DataFrame, abl: pd.DataFrame, runs: dict, data: dict) -> list[str]:
+def _conclusions(summ: dict, claims: pd.DataFrame, data: dict) -> list[str]:
+    """One sentence per verdict group, from the claims table, then the caveats."""
     c = []
-    bf = summ.get("best_final")
-    rk = summ.get("ranking") or {}
-    if bf:
-        c.append(f"{optimizer_label(bf['optimizer'])} gives the highest final test accuracy "
-                 f"({fmt(bf['test_accuracy'])}%) among the optimizers with both an initial and a final run.")
-        ours = " > ".join(optimizer_label(o) for o in rk.get("ours", []))
-        paper = " > ".join(optimizer_label(o) for o in rk.get("paper", []))
-        if rk.get("matches"):
-            c.append(f"The ranking by final accuracy, {ours}, is the same as the paper's.")
-        elif rk.get("best_matches"):
-            c.append(f"Our ranking by final accuracy is {ours}; the paper's is {paper}. The top "
-                     "optimizer agrees but the order below it differs.")
-        else:
-            c.append(f"Our ranking by final accuracy is {ours}, whereas the paper's is {paper}, so "
-                     "the ranking does not match.")
-    else:
-        c.append("No optimizer has a usable final run, so no ranking can be given.")
-    gains = {o: v["ours"] for o, v in (summ.get("improvement") or {}).items() if _isnum(v.get("ours"))}
-    if gains:
-        hi = max(gains, key=gains.get)
-        lo = min(gains, key=gains.get)
-        mean = sum(gains.values()) / len(gains)
-        txt = (f"Final configurations beat initial ones by {signed(mean)} points on average, from "
-               f"{signed(gains[lo])} ({optimizer_label(lo)}) to {signed(gains[hi])} ({optimizer_label(hi)})")
-        paper_gain = (summ["improvement"][hi] or {}).get("paper")
-        if _isnum(paper_gain):
-            txt += f"; the paper reports {signed(paper_gain)} points for {optimizer_label(hi)}"
-        c.append(txt + ".")
-        worse = [o for o, g in gains.items() if g < 0]
-        if worse:
-            c.append(f"For {_list([optimizer_label(o) for o in worse])} the final configuration is "
-                     "worse than the initial one, unlike in the paper.")
+    for verdict in verdicts.VERDICTS:
+        group = claims[claims["verdict"] == verdict] if len(claims) else claims
+        if len(group):
+            c.append(f"{verdict.capitalize()} ({len(group)}): " + "; ".join(group["claim"]))
     b = summ.get("baseline") or {}
     if _isnum(b.get("test_accuracy")):
         rel = "above" if b["diff"] >= 0 else "below"
         c.append(f"The baseline lands {abs(b['diff']):.2f} points {rel} the paper's {PAPER_BASELINE:.2f}%.")
-    br = summ.get("best_regularization")
-    if br and _isnum(br.get("delta")):
-        if br["delta"] > 0:
-            c.append(f"Of the regularization variants, \u201c{br['label']}\u201d helped most: "
-                     f"{fmt(br['test_accuracy'])}% test accuracy, {signed(br['delta'])} points over "
-                     f"the reference \u201c{br['reference']}\u201d.")
-        else:
-            c.append("None of the regularization variants improved on its reference "
-                     f"(best change {signed(br['delta'])} points).")
-    elif len(abl) == 0:
-        c.append("No ablation runs were configured, so the effect of each regularization technique "
-                 "is not measured separately.")
-    finals = [(r["metrics"].get("convergence_epoch"), k) for k, r in runs.items()
-              if r["spec"].get("role") == "final" and not r["metrics"].get("diverged")
-              and r["metrics"].get("convergence_epoch") is not None]
-    if finals:
-        ep, k = min(finals)
-        c.append(f"Among the final runs, {k} converges earliest: its validation accuracy is within "
-                 f"one point of its best from epoch {ep}.")
     if summ.get("diverged"):
         c.append("Diverged: " + "; ".join(f"{d['run_id']} at epoch {d.get('diverged_epoch')}"
                                           for d in summ["diverged"]) + ".")
@@ -637,9 +678,11 @@ def _hardware(runs: dict) -> list[dict]:
 
 
 def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run_dirs,
-                  manifest_json, config: dict, provenance: dict) -> dict:
+                  manifest_json, config: dict, provenance: dict, claims_csv=None) -> dict:
     """Every value the template shows, computed from the workflow's outputs."""
     runs_df = _read_csv(runs_csv, "runs")
+    claims = _read_csv(claims_csv, "claims") if claims_csv is not None else pd.DataFrame(
+        columns=verdicts.COLUMNS)
     table1 = _read_csv(table1_csv, "Table 1")
     abl = _read_csv(ablation_csv, "ablation")
     summ = _read_json(summary_json, "summary")
@@ -655,7 +698,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
                        ("val_accuracy_vs_epoch", "Validation accuracy per epoch"),
                        ("val_accuracy_vs_seconds", "Validation accuracy against training time"),
                        ("lr_schedules", "Learning-rate schedules"),
-                       ("confusion_best", "Confusion matrix of the best run")):
+                       ("confusion_best", "Confusion matrix of the shown run")):
         if key in figs:
             comparison.append({"key": key, "title": title, "uri": figure_uri(figs[key]), "caption": caps[key]})
     b = summ.get("baseline") or {}
@@ -672,7 +715,11 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "title": "Reproduction report: " + PAPER_TITLE,
         "paper_title": PAPER_TITLE, "paper_authors": PAPER_AUTHORS,
         "paper_baseline": f"{PAPER_BASELINE:.2f}",
-        "summary_sentences": _summary_sentences(summ, table1, data),
+        "summary_sentences": _summary_sentences(summ, table1, data, claims),
+        "scale": summ.get("scale", (config or {}).get("scale", "reduced")),
+        "claims": claim_rows(claims),
+        "rules": {**verdicts.DEFAULT_RULES, **((config or {}).get("verdicts") or {})},
+        "deviations": deviation_rows(runs, config or {}, data),
         "data": data,
         "models": _model_section(runs),
         "optimizers": _optimizer_section(runs),
@@ -687,7 +734,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "runs": _runs_rows(runs_df),
         "best_run_id": best_id or DASH,
         "per_class": _per_class(best_run),
-        "conclusions": _conclusions(summ, table1, abl, runs, data),
+        "conclusions": _conclusions(summ, claims, data),
         "config_yaml": yaml.safe_dump(json.loads(json.dumps(config or {}, default=str)), sort_keys=False, allow_unicode=True, default_flow_style=False),
         "versions": _versions(runs),
         "hardware": _hardware(runs),
@@ -706,18 +753,19 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
            out_html, provenance: dict) -> Path:
     """Write the self-contained HTML report to ``out_html``.
 
-    ``tables`` maps "runs", "table1", "ablation" and "summary" to the aggregate outputs;
+    ``tables`` maps "claims", "runs", "table1", "ablation" and "summary" to the aggregate
+    outputs;
     ``figures`` maps figure names (e.g. "final_accuracy", "optimizer_adam") to PNG paths, or is
     a list of PNG paths named by their stem. Nothing is written if any step fails.
     """
     template_path = Path(template_path)
     if not template_path.is_file():
         raise CnnoptError(f"missing report template: {template_path}")
-    missing = [k for k in ("runs", "table1", "ablation", "summary") if k not in tables]
+    missing = [k for k in ("claims", "runs", "table1", "ablation", "summary") if k not in tables]
     if missing:
         raise CnnoptError(f"report needs the aggregate table(s): {', '.join(missing)}")
     ctx = build_context(tables["runs"], tables["table1"], tables["ablation"], tables["summary"],
-                        figures, run_dirs, manifest_json, config, provenance)
+                        figures, run_dirs, manifest_json, config, provenance, tables["claims"])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_path.parent)),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
