@@ -93,6 +93,16 @@ def test_a_bad_base_variant_is_refused_in_one_line(base, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("key", ["max_train_images", "max_test_images"])
+def test_a_subset_smaller_than_the_class_count_is_refused(key):
+    cfg = study()
+    cfg[key] = 5
+    with pytest.raises(ConfigError, match=f"{key} = 5: fewer images than the 10 classes"):
+        cnnconfig.validate(cfg)
+    cfg[key] = 10
+    assert cnnconfig.validate(cfg)[key] == 10
+
+
 def test_the_old_patience_key_is_refused_with_a_hint():
     cfg = study()
     cfg["patience"] = 1.0

@@ -21,6 +21,9 @@ OPTIMIZER_ARGUMENTS = {
     "rmsprop": {"learning_rate", "rho", "momentum", "epsilon", "weight_decay", "clipnorm"},
 }
 
+#: A stratified subset needs at least one image per class (CIFAR-10 has ten).
+MIN_IMAGES = 10
+
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
 
 
@@ -121,6 +124,10 @@ def validate(config: dict, schema: dict | None = None) -> dict:
     model_default = schema["properties"]["defaults"]["properties"]["model"]["default"]
     config["defaults"]["model"] = deep_merge(model_default, config["defaults"]["model"])
     _check_references(config)
+    for key in ("max_train_images", "max_test_images"):
+        if 0 < config[key] < MIN_IMAGES:
+            raise ConfigError(f"config key {key} = {config[key]}: fewer images than the "
+                              f"{MIN_IMAGES} classes (use 0 for all, or at least {MIN_IMAGES})")
     expand_runs(config)  # raises on duplicate run ids or bad per-optimizer settings
     return config
 
