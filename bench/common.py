@@ -83,16 +83,13 @@ def collect(procs: list[subprocess.Popen], timeout: float = 900) -> list[dict]:
     return out
 
 
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def provenance() -> dict:
+    """Commit, host, platform, time and Snakemake version, as the workflow's report records them."""
+    from importlib.metadata import version
+
+    from cnnopt.provenance import collect_provenance
+
+    return collect_provenance(ROOT, version("snakemake"))
 
 
 class Stopwatch:

@@ -72,7 +72,7 @@ def arrays_path(given: Path | None) -> Path:
 
 
 def run(args) -> None:
-    from cnnopt import logs, runtime
+    from cnnopt import runtime
 
     runtime.configure(args.threads)
     import keras  # noqa: F401

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, load_config, synthetic_arrays  # noqa: E402
+from common import load_config, synthetic_arrays  # noqa: E402
 
 from cnnopt import runtime  # noqa: E402
 
@@ -67,10 +67,10 @@ def throughput(args) -> dict:
     images/s add up to the machine's throughput while they share it.
     """
     keras = _keras(args.threads)
+    import flops
     import numpy as np
 
     from cnnopt import models, optimizers
-    import flops
 
     spec = json.loads(args.model)
     keras.utils.set_random_seed(0)
@@ -161,7 +161,7 @@ def p1(args) -> dict:
             self.marks.append(time.perf_counter())
 
         def steady(self, n_images):
-            seconds = [b - a for a, b in zip(self.marks, self.marks[1:])][1:]
+            seconds = [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)][1:]
             return n_images / statistics.median(seconds), seconds
 
     clocks: list[EpochClock] = []

@@ -33,6 +33,7 @@ import pandas as pd
 CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
                "dog", "frog", "horse", "ship", "truck"]
 
+N_CLASSES = len(CLASS_NAMES)
 HOSTILE = "<script>alert(1)</script>"
 
 #: Test images, shared by every run: the labels (200 per class, shuffled) and how hard each is.
@@ -178,7 +179,7 @@ def predictions_for(rng, accuracy: float | None) -> np.ndarray:
     return np.where(correct, LABELS, wrong)
 
 
-def confusion(labels, predictions, k=len(CLASS_NAMES)) -> np.ndarray:
+def confusion(labels, predictions, k=N_CLASSES) -> np.ndarray:
     return np.bincount(labels * k + predictions, minlength=k * k).reshape(k, k)
 
 

@@ -220,7 +220,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.5)
         raise RuntimeError(f"timed out waiting for {what}:\n{self.logs()}")
 
-    def start(self, timeout: float = 90) -> "SlurmCluster":
+    def start(self, timeout: float = 90) -> SlurmCluster:
         self.write_config()
         key = self.root / "munge.key"
         key.write_bytes(os.urandom(1024))
@@ -282,7 +282,7 @@ PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         try:
             return self.start()
         except BaseException:

@@ -1,5 +1,6 @@
-"""Aggregation: per-run facts, Table 1, the twins, the summary and the claims table, computed
-from synthetic run folders and checked against values recomputed from the files written."""
+"""Aggregation: the run reader (per-run facts), Table 1, the twins, the summary and the claims
+table, computed from synthetic run folders and checked against values recomputed from the
+files written."""
 
 import json
 import math
@@ -7,15 +8,17 @@ import re
 import shutil
 import statistics
 
+import fakeruns
 import numpy as np
 import pandas as pd
 import pytest
 
-import fakeruns
 from cnnopt import aggregate as agg
+from cnnopt import runs as cnnruns
 from cnnopt import verdicts
 from cnnopt.errors import CnnoptError
 from cnnopt.paper import PAPER_BASELINE, PAPER_TABLE1
+from cnnopt.runs import ROLE_ORDER, read_runs, shown_run
 
 VAL_TARGET = verdicts.DEFAULT_RULES["val_target"]
 
@@ -45,6 +48,10 @@ def written(run_dirs, tmp_path_factory):
     returned = agg.aggregate(run_dirs, out["runs"], out["table1"], out["ablation"], out["summary"],
                              out["claims"])
     return out | {"returned": returned}
+
+
+def _table(run_dirs, rules=None) -> pd.DataFrame:
+    return read_runs(run_dirs, rules).table
 
 
 def _test_acc(f) -> float:
@@ -79,8 +86,8 @@ def test_fake_is_self_consistent(files):
         assert ev["test_accuracy"] == pytest.approx(_test_acc(f) / 100), run_id
 
 
-def test_collect_runs_per_run_facts_from_history_and_confusion(run_dirs, files):
-    runs = agg.collect_runs(run_dirs).set_index("run_id")
+def test_read_runs_per_run_facts_from_history_and_confusion(run_dirs, files):
+    runs = _table(run_dirs).set_index("run_id")
     assert set(runs.index) == set(files) == set(fakeruns.run_ids())
     for run_id, f in files.items():
         row, hist = runs.loc[run_id], f["hist"]
@@ -103,7 +110,7 @@ def test_collect_runs_per_run_facts_from_history_and_confusion(run_dirs, files):
 
 
 def test_rules_move_the_validation_target(run_dirs, files):
-    runs = agg.collect_runs(run_dirs, {"val_target": 50.0}).set_index("run_id")
+    runs = _table(run_dirs, {"val_target": 50.0}).set_index("run_id")
     for run_id, f in files.items():
         hist = f["hist"]
         reached = hist[100 * hist["val_accuracy"] >= 50.0]
@@ -112,19 +119,100 @@ def test_rules_move_the_validation_target(run_dirs, files):
         assert (pd.isna(actual) if expected is None else actual == expected), run_id
 
 
-def test_read_predictions_returns_every_runs_labels_and_predictions(run_dirs, files):
-    preds = agg.read_predictions(run_dirs)
+def test_predictions_are_every_runs_labels_and_predictions(run_dirs, files):
+    preds = read_runs(run_dirs).predictions()
     assert set(preds) == set(files)
     for run_id, (labels, pred) in preds.items():
         assert np.array_equal(labels, files[run_id]["ev"]["labels"])
         assert np.array_equal(pred, files[run_id]["ev"]["predictions"])
 
 
+def test_runs_are_listed_by_role_then_the_papers_optimizer_order(run_dirs):
+    table = read_runs(list(reversed(run_dirs))).table  # the order of the folders does not matter
+    roles = [ROLE_ORDER[r] for r in table["role"]]
+    assert roles == sorted(roles)
+    finals = table[table["role"] == "final"]
+    assert list(dict.fromkeys(finals["optimizer"])) == ["adam", "sgd", "rmsprop", "adamax"]
+    for _, grp in table.groupby(["optimizer", "variant"]):
+        assert list(grp["seed"]) == sorted(grp["seed"])
+
+
+def test_folders_are_named_by_the_run_id_pattern(run_dirs):
+    runs = read_runs(run_dirs)
+    for run in runs:
+        assert run.dir.name == cnnruns.run_id(run.get("optimizer"), run.get("variant"), run.get("seed"))
+        assert run.run_id == run.dir.name
+
+
+def _copy(run_dirs, tmp_path, name):
+    src = next(d for d in run_dirs if d.name == name)
+    return shutil.copytree(src, tmp_path / name)
+
+
+@pytest.mark.parametrize("file, damage, message", [
+    ("metrics.json", None, r"missing metrics: .*metrics\.json"),
+    ("evaluation.json", None, r"missing evaluation: .*evaluation\.json"),
+    ("history.csv", None, r"missing history: .*history\.csv"),
+    ("run.json", "{not json", r"cannot read run spec .*run\.json"),
+    ("history.csv", "epoch,accuracy\n1,0.5\n", r"history .*history\.csv lacks column\(s\) val_accuracy"),
+])
+def test_a_broken_run_folder_is_a_one_line_error(run_dirs, tmp_path, file, damage, message):
+    d = _copy(run_dirs, tmp_path, "adam-final-s0")
+    if damage is None:
+        (d / file).unlink()
+    else:
+        (d / file).write_text(damage)
+    with pytest.raises(CnnoptError, match=message) as exc:
+        read_runs([d])
+    assert "\n" not in str(exc.value)
+
+
+def test_duplicate_run_ids_are_refused(run_dirs, tmp_path):
+    d = _copy(run_dirs, tmp_path, "adam-final-s0")
+    twin = shutil.copytree(d, tmp_path / "copy")
+    with pytest.raises(CnnoptError, match="duplicate run ids.*adam-final-s0"):
+        read_runs([d, twin])
+
+
+def test_test_set_size_from_labels_when_there_is_no_confusion_matrix(run_dirs, tmp_path):
+    d = _copy(run_dirs, tmp_path, "adam-final-s0")
+    ev = json.loads((d / "evaluation.json").read_text())
+    del ev["confusion_matrix"]
+    (d / "evaluation.json").write_text(json.dumps(ev))
+    assert read_runs([d]).table["n_test"].iloc[0] == fakeruns.N_TEST
+    del ev["labels"]
+    (d / "evaluation.json").write_text(json.dumps(ev))
+    assert pd.isna(read_runs([d]).table["n_test"].iloc[0])
+
+
+# ---------------------------------------------------------------- the shown run
+def test_shown_run_per_optimizer_is_its_first_final_seed(run_dirs, files):
+    table = _table(run_dirs)
+    acc = {s: _test_acc(files[f"adam-final-s{s}"]) for s in (0, 1)}
+    val = {s: files[f"adam-final-s{s}"]["metrics"]["final_val_accuracy"] for s in (0, 1)}
+    assert acc[1] > acc[0] and val[1] > val[0]  # seed 1 is better on both sets: still seed 0
+    assert shown_run(table, "adam") == "adam-final-s0"
+    assert shown_run(table.iloc[::-1], "adam") == "adam-final-s0"  # whatever the row order
+    assert shown_run(table, "rmsprop") == "rmsprop-final-s0"
+    assert shown_run(table, "nadam") is None
+    reseeded = table.assign(seed=table["seed"].map({0: 7, 1: 3}))
+    assert shown_run(reseeded, "adam") == "adam-final-s1"  # the smallest seed, not seed 0
+
+
+def test_shown_run_without_final_runs_looks_at_every_run(run_dirs):
+    table = _table(run_dirs)
+    no_final = table[table["role"] != "final"]
+    best = no_final.groupby("optimizer")["final_val_accuracy"].mean().idxmax()
+    first = no_final[no_final["optimizer"] == best].sort_values("seed")["run_id"].iloc[0]
+    assert shown_run(no_final) == first
+    assert shown_run(no_final, "adam") is None
+    assert shown_run(table.iloc[0:0]) is None
+
+
 # ---------------------------------------------------------------- Table 1
 def test_table1_means_over_every_seed(run_dirs, files):
-    table = agg.table1(agg.collect_runs(run_dirs)).set_index("optimizer")
+    table = agg.table1(_table(run_dirs)).set_index("optimizer")
     assert list(table.index) == ["adam", "sgd", "rmsprop", "adamax"]
-    assert list(table.reset_index().columns) == agg.TABLE1_COLUMNS
     for opt in table.index:
         for role in ("initial", "final"):
             accs = _accs(files, opt, "role", role)
@@ -136,7 +224,7 @@ def test_table1_means_over_every_seed(run_dirs, files):
 
 
 def test_table1_time_to_target_from_histories(run_dirs, files):
-    table = agg.table1(agg.collect_runs(run_dirs)).set_index("optimizer")
+    table = agg.table1(_table(run_dirs)).set_index("optimizer")
     for opt in table.index:
         epochs, seconds = [], []
         for f in files.values():
@@ -151,7 +239,7 @@ def test_table1_time_to_target_from_histories(run_dirs, files):
 
 
 def test_table1_differences_against_paper(run_dirs):
-    table = agg.table1(agg.collect_runs(run_dirs)).set_index("optimizer")
+    table = agg.table1(_table(run_dirs)).set_index("optimizer")
     for opt, paper in PAPER_TABLE1.items():
         assert table.loc[opt, "paper_initial"] == paper["initial"]
         assert table.loc[opt, "paper_final"] == paper["final"]
@@ -160,7 +248,7 @@ def test_table1_differences_against_paper(run_dirs):
 
 
 def test_diverged_run_counts_in_the_mean(run_dirs, files):
-    runs = agg.collect_runs(run_dirs)
+    runs = _table(run_dirs)
     div = runs[runs["diverged"]]
     assert list(div["run_id"]) == ["rmsprop-final-s1"]
     assert div["diverged_epoch"].iloc[0] == 3
@@ -183,11 +271,10 @@ def test_diverged_run_counts_in_the_mean(run_dirs, files):
 
 # ---------------------------------------------------------------- twins
 def test_ablation_pairs_every_twin_with_its_final(run_dirs, files):
-    abl = agg.ablation(agg.collect_runs(run_dirs))
-    assert list(abl.columns) == agg.ABLATION_COLUMNS
+    abl = agg.ablation(_table(run_dirs))
     twins = {(f["spec"]["variant"], f["spec"]["optimizer"]) for f in files.values()
              if f["spec"]["role"] == "ablation"}
-    assert set(zip(abl["variant"], abl["optimizer"])) == twins and len(abl) == len(twins)
+    assert set(zip(abl["variant"], abl["optimizer"], strict=True)) == twins and len(abl) == len(twins)
     assert (abl["reference"] == "final").all()
     for r in abl.itertuples():
         twin = _accs(files, r.optimizer, "variant", r.variant)
@@ -218,7 +305,7 @@ def _shown_from_files(files) -> str:
 
 
 def test_summary_best_is_chosen_on_validation_not_test(run_dirs, files):
-    summ = agg.summary(agg.collect_runs(run_dirs))
+    summ = agg.summary(_table(run_dirs))
     shown = _shown_from_files(files)
     assert summ["best"]["run_id"] == shown
     assert summ["best"]["test_accuracy"] == pytest.approx(_test_acc(files[shown]))
@@ -238,7 +325,7 @@ def test_summary_best_ignores_test_accuracy_and_follows_validation(run_dirs, fil
     ev = json.loads(ev_path.read_text())
     ev["test_accuracy"] = 0.99  # a rival with a far better test score changes nothing
     ev_path.write_text(json.dumps(ev))
-    assert agg.summary(agg.collect_runs(copies))["best"]["run_id"] == shown
+    assert agg.summary(_table(copies))["best"]["run_id"] == shown
     rival_opt = files[rival]["spec"]["optimizer"]
     for k, f in files.items():  # ... but a better validation accuracy does
         if f["spec"]["optimizer"] == rival_opt and f["spec"]["role"] == "final":
@@ -246,11 +333,11 @@ def test_summary_best_ignores_test_accuracy_and_follows_validation(run_dirs, fil
             m = json.loads(m_path.read_text())
             m["final_val_accuracy"] = 0.95
             m_path.write_text(json.dumps(m))
-    assert agg.summary(agg.collect_runs(copies))["best"]["run_id"] == rival
+    assert agg.summary(_table(copies))["best"]["run_id"] == rival
 
 
 def test_summary_baseline_and_ranking(run_dirs, files):
-    summ = agg.summary(agg.collect_runs(run_dirs))
+    summ = agg.summary(_table(run_dirs))
     base = [_test_acc(f) for f in files.values() if f["spec"]["role"] == "baseline"]
     assert len(base) == 1
     assert summ["baseline"]["test_accuracy"] == pytest.approx(base[0])
@@ -265,25 +352,33 @@ def test_summary_baseline_and_ranking(run_dirs, files):
 
 
 # ---------------------------------------------------------------- aggregate() and claims.csv
-def test_aggregate_writes_five_files(run_dirs, written):
-    runs = pd.read_csv(written["runs"])
-    for col in agg.RUN_COLUMNS + agg.EXTRA_COLUMNS:
-        assert col in runs.columns, col
-    assert len(runs) == len(run_dirs)
-    assert bool(runs.set_index("run_id").loc["rmsprop-final-s1", "diverged"]) is True
-    assert list(pd.read_csv(written["table1"]).columns) == agg.TABLE1_COLUMNS
-    assert list(pd.read_csv(written["ablation"]).columns) == agg.ABLATION_COLUMNS
+def test_aggregate_writes_what_it_computed(run_dirs, written):
+    """Each file read back holds the frame computed from the run folders (CSV round trip)."""
+    runs = _table(run_dirs)
+    table = agg.table1(runs)
+    abl = agg.ablation(runs)
+    for path, frame in ((written["runs"], runs), (written["table1"], table), (written["ablation"], abl)):
+        back = pd.read_csv(path)
+        assert list(back.columns) == list(frame.columns) and len(back) == len(frame) > 0, path.name
+        for col in frame.columns:
+            if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+                np.testing.assert_allclose(back[col].astype(float), frame[col].astype(float),
+                                           equal_nan=True, err_msg=f"{path.name}: {col}")
+            else:
+                assert (back[col].fillna("").astype(str).tolist()
+                        == frame[col].fillna("").astype(str).tolist()), (path.name, col)
+    assert bool(pd.read_csv(written["runs"]).set_index("run_id").loc["rmsprop-final-s1", "diverged"]) is True
     text = written["summary"].read_text()
     assert "NaN" not in text  # strict JSON
     summary = json.loads(text)
     assert summary == json.loads(json.dumps(written["returned"]))
-    assert summary["baseline"]["paper"] == PAPER_BASELINE
+    assert summary["best"]["run_id"] == shown_run(runs)
+    assert summary["n_runs"] == len(run_dirs)
     assert summary["scale"] == "reduced"
 
 
 def test_claims_csv_has_one_row_per_claim(written):
     claims = pd.read_csv(written["claims"])
-    assert list(claims.columns) == verdicts.COLUMNS
     assert list(claims["id"]) == [c["id"] for c in verdicts.load_claims()]
     assert set(claims["verdict"]) <= set(verdicts.VERDICTS)
     assert len(set(claims["verdict"])) >= 3, "the fake should give a mix of verdicts"
@@ -359,4 +454,4 @@ def test_missing_metrics_is_a_one_line_error(run_dirs, tmp_path):
 
 def test_empty_input_is_an_error(tmp_path):
     with pytest.raises(CnnoptError, match="empty"):
-        agg.collect_runs([])
+        _table([])

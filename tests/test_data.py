@@ -7,10 +7,10 @@ import tarfile
 import time
 import zipfile
 
+import datasets
 import numpy as np
 import pytest
 
-import datasets
 from cnnopt import data
 from cnnopt.errors import DataError
 from cnnopt.io import read_json

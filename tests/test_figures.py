@@ -1,16 +1,18 @@
-"""Figures: every PNG is written, valid and not blank, and the single-run figures show the
-runs fixed in advance (first seed; the shown run chosen on validation accuracy)."""
+"""Figures: every PNG is written, valid and not blank; each names the runs it was drawn from,
+and the single-run figures show the runs fixed without the test set (first seed; the shown
+run chosen on validation accuracy)."""
 
 import json
 
+import fakeruns
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-import fakeruns
 from cnnopt import aggregate as agg
 from cnnopt import figures as figs
 from cnnopt.errors import CnnoptError
+from cnnopt.runs import ROLE_ORDER, read_runs, shown_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamax")
@@ -24,7 +26,7 @@ def outputs(tmp_path_factory):
     agg.aggregate(dirs, t / "runs.csv", t / "table1.csv", t / "ablation.csv", t / "summary.json",
                   t / "claims.csv")
     named = {n: root / "figures" / f"{n}.png" for n in figs.FIGURES}
-    per_opt = {o: root / "figures" / f"optimizer_{o}.png" for o in OPTIMIZERS}
+    per_opt = {o: root / "figures" / f"{figs.optimizer_figure_name(o)}.png" for o in OPTIMIZERS}
     written = figs.make_all(dirs, t / "table1.csv", t / "summary.json", named, per_opt)
     return {"root": root, "dirs": dirs, "tables": t, "named": named, "per_opt": per_opt,
             "written": written, "by_id": {d.name: d for d in dirs}}
@@ -57,20 +59,31 @@ def test_every_figure_is_a_nonblank_png(outputs):
 
 
 def test_single_figure_functions(outputs, tmp_path):
-    run = outputs["dirs"][0]
-    figs.optimizer_curves(run / "history.csv", run / "run.json", tmp_path / "a.png")
-    figs.confusion_matrix(run / "evaluation.json", tmp_path / "c.png")
+    run = outputs["by_id"]["sgd-initial-s1"]
+    figs.optimizer_curves(run, tmp_path / "a.png")
+    figs.confusion_matrix(run, tmp_path / "c.png")
     figs.lr_schedules(outputs["dirs"][:3], tmp_path / "l.png")
     for name in ("a", "c", "l"):
         _check_png(tmp_path / f"{name}.png")
+        assert figs.drawn_runs(tmp_path / f"{name}.png")
+    assert figs.drawn_runs(tmp_path / "a.png") == figs.drawn_runs(tmp_path / "c.png") == ["sgd-initial-s1"]
+    assert figs.drawn_runs(tmp_path / "l.png") == [d.name for d in outputs["dirs"][:3]]
+
+
+def test_comparison_figures_draw_every_non_ablation_run(outputs):
+    table = read_runs(outputs["dirs"]).table
+    expected = list(table.loc[table["role"] != "ablation", "run_id"])
+    assert "adam-final_no_dropout-s0" not in expected and "rmsprop-final-s1" in expected
+    for name in ("val_accuracy_vs_epoch", "val_accuracy_vs_seconds", "lr_schedules"):
+        assert figs.drawn_runs(outputs["named"][name]) == expected, name
 
 
 def test_rendering_is_deterministic_and_run_specific(outputs, tmp_path):
     """The premise of the comparisons below: same run, same pixels; other run, other pixels."""
     a, b = outputs["by_id"]["adam-final-s0"], outputs["by_id"]["adam-final-s1"]
     for name, d in (("a1", a), ("a2", a), ("b", b)):
-        figs.optimizer_curves(d / "history.csv", d / "run.json", tmp_path / f"{name}.png")
-        figs.confusion_matrix(d / "evaluation.json", tmp_path / f"c{name}.png")
+        figs.optimizer_curves(d, tmp_path / f"{name}.png")
+        figs.confusion_matrix(d, tmp_path / f"c{name}.png")
     assert _same_image(tmp_path / "a1.png", tmp_path / "a2.png")
     assert _same_image(tmp_path / "ca1.png", tmp_path / "ca2.png")
     assert not _same_image(tmp_path / "a1.png", tmp_path / "b.png")
@@ -78,39 +91,35 @@ def test_rendering_is_deterministic_and_run_specific(outputs, tmp_path):
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)
-def test_optimizer_figure_shows_the_first_seed(outputs, tmp_path, opt):
-    finals = {int(_json(d / "run.json")["seed"]): d for d in outputs["dirs"]
+def test_optimizer_figure_shows_the_first_seed(outputs, opt):
+    finals = {int(_json(d / "run.json")["seed"]): d.name for d in outputs["dirs"]
               if _json(d / "run.json")["optimizer"] == opt and _json(d / "run.json")["role"] == "final"}
     assert sorted(finals) == [0, 1]
-    for seed, d in finals.items():
-        figs.optimizer_curves(d / "history.csv", d / "run.json", tmp_path / f"s{seed}.png")
-    assert _same_image(outputs["per_opt"][opt], tmp_path / "s0.png")
-    assert not _same_image(outputs["per_opt"][opt], tmp_path / "s1.png")
+    assert figs.drawn_runs(outputs["per_opt"][opt]) == [finals[0]]
 
 
 def test_first_seed_even_when_seed_1_scores_higher(outputs):
     acc = {s: _json(outputs["by_id"][f"adam-final-s{s}"] / "evaluation.json")["test_accuracy"]
            for s in (0, 1)}
     assert acc[1] > acc[0]  # the fake makes seed 1 the better one on the test set
-    runs = figs._load_runs(outputs["dirs"])
-    assert figs.final_run_for(runs, "adam")["spec"]["run_id"] == "adam-final-s0"
-    # the order of the list does not matter
-    assert figs.final_run_for(list(reversed(runs)), "adam")["spec"]["run_id"] == "adam-final-s0"
-    assert figs.final_run_for(runs, "rmsprop")["spec"]["run_id"] == "rmsprop-final-s0"
-    with pytest.raises(CnnoptError, match="final"):
-        figs.final_run_for(runs, "nadam")
+    assert figs.drawn_runs(outputs["per_opt"]["adam"]) == ["adam-final-s0"]
 
 
-def test_confusion_figure_draws_the_shown_run(outputs, tmp_path):
-    summary = _json(outputs["tables"] / "summary.json")
-    shown = summary["best"]["run_id"]
-    best_test = max((d for d in outputs["dirs"] if _json(d / "run.json")["role"] == "final"),
-                    key=lambda d: _json(d / "evaluation.json")["test_accuracy"]).name
-    assert shown != best_test  # the fake tells validation and test choices apart
-    figs.confusion_matrix(outputs["by_id"][shown] / "evaluation.json", tmp_path / "shown.png")
-    figs.confusion_matrix(outputs["by_id"][best_test] / "evaluation.json", tmp_path / "test.png")
-    assert _same_image(outputs["named"]["confusion_best"], tmp_path / "shown.png")
-    assert not _same_image(outputs["named"]["confusion_best"], tmp_path / "test.png")
+def test_confusion_figure_draws_the_run_chosen_by_validation(outputs):
+    """The fake's best final run on the test set (Adam seed 1) is not the run with the best
+    validation accuracy (Adamax): the confusion matrix is the latter's first seed."""
+    finals = [d for d in outputs["dirs"] if _json(d / "run.json")["role"] == "final"]
+    by_val, by_test = {}, {}
+    for d in finals:
+        opt = _json(d / "run.json")["optimizer"]
+        by_val.setdefault(opt, []).append(_json(d / "metrics.json")["final_val_accuracy"])
+        by_test[d.name] = _json(d / "evaluation.json")["test_accuracy"]
+    best_opt = max(by_val, key=lambda o: np.mean(by_val[o]))
+    best_test = max(by_test, key=by_test.get)
+    assert best_opt == "adamax" and best_test == "adam-final-s1"
+    drawn = figs.drawn_runs(outputs["named"]["confusion_best"])
+    assert drawn == ["adamax-final-s0"] == [shown_run(read_runs(outputs["dirs"]).table)]
+    assert _json(outputs["tables"] / "summary.json")["best"]["run_id"] == "adamax-final-s0"
 
 
 def test_confusion_figure_follows_summary_best(outputs, tmp_path):
@@ -122,7 +131,8 @@ def test_confusion_figure_follows_summary_best(outputs, tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     named = {n: tmp_path / f"{n}.png" for n in figs.FIGURES}
     figs.make_all(outputs["dirs"], t / "table1.csv", tmp_path / "summary.json", named, {})
-    figs.confusion_matrix(outputs["by_id"][other] / "evaluation.json", tmp_path / "expected.png")
+    assert figs.drawn_runs(named["confusion_best"]) == [other]
+    figs.confusion_matrix(outputs["by_id"][other], tmp_path / "expected.png")
     assert _same_image(named["confusion_best"], tmp_path / "expected.png")
 
 
@@ -133,7 +143,7 @@ def test_no_shown_run_draws_a_placeholder(outputs, tmp_path):
     named = {n: tmp_path / f"{n}.png" for n in figs.FIGURES}
     figs.make_all(outputs["dirs"], t / "table1.csv", tmp_path / "summary.json", named, {})
     _check_png(named["confusion_best"])
-    assert not _same_image(named["confusion_best"], outputs["named"]["confusion_best"])
+    assert figs.drawn_runs(named["confusion_best"]) == []
 
 
 def test_unknown_best_run_is_an_error(outputs, tmp_path):
@@ -155,6 +165,28 @@ def test_unknown_optimizer_figure_is_an_error(outputs, tmp_path):
     assert not (tmp_path / "optimizer_nadam.png").exists()
 
 
-def test_colors_are_stable():
-    assert figs.color("adam") == figs.color("adam") != figs.color("sgd")
-    assert figs.color("nadam") == figs.color("nadam")
+def test_figure_names():
+    assert len(set(figs.FIGURES)) == len(figs.FIGURES)
+    for opt in ("adam", "my_opt"):
+        name = figs.optimizer_figure_name(opt)
+        assert name not in figs.FIGURES and figs.figure_optimizer(name) == opt
+    assert figs.figure_optimizer("final_accuracy") is None
+
+
+def test_every_role_has_a_line_style():
+    assert set(figs.ROLE_STYLES) == set(ROLE_ORDER)
+    solid = [r for r, s in figs.ROLE_STYLES.items() if s == "-"]
+    assert solid == ["final"]  # the report's captions say final runs are the solid lines
+
+
+def test_each_optimizer_of_a_study_gets_its_own_color():
+    paper = figs.palette(OPTIMIZERS)
+    assert paper == {o: figs.COLORS[o] for o in OPTIMIZERS}
+    study = [*OPTIMIZERS, "nadam", "adagrad", "adadelta", "ftrl", "lion", "lamb"]
+    colors = figs.palette(study)
+    assert len(set(colors.values())) == len(study) == 10
+    # the paper's optimizers keep their colors whatever else the study has
+    assert all(colors[o] == paper[o] for o in OPTIMIZERS)
+    # the others take spare colors, by name, not by the order they come in
+    assert figs.palette(reversed(study)) == colors
+    assert set(colors[o] for o in study[4:]) == set(figs.SPARE)

@@ -10,13 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
-
-from cnnopt import gpus
 from datasets import make_canonical_python_archive
 from workflow_helpers import ROOT, config_args, copy_workflow, snakemake
+
+from cnnopt import gpus
 
 LIB = ROOT / "workflow" / "lib"
 

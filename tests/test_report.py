@@ -2,20 +2,20 @@
 paper, embedded figures, escaping, atomic output; expectations read from the aggregate files."""
 
 import re
+import subprocess
 
+import fakeruns
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 from markupsafe import escape
 
-import fakeruns
 from cnnopt import aggregate as agg
 from cnnopt import figures as figs
-from cnnopt import report, verdicts
+from cnnopt import formatting, provenance, report, verdicts
 from cnnopt.errors import CnnoptError
 from cnnopt.paper import PAPER_TABLE1
-
-from conftest import ROOT
 
 TEMPLATE = ROOT / "report" / "template.html.j2"
 DEVIATIONS = ROOT / "workflow" / "lib" / "cnnopt" / "deviations.yaml"
@@ -90,7 +90,7 @@ def test_claims_table_has_a_row_per_claim_with_its_verdict(html, claims):
     assert list(claims["id"]) == ids
     assert re.findall(r'<tr id="claim-([^"]+)">', section) == ids
     rows = re.split(r'(?=<tr id="claim-)', section)[1:]
-    for row, c in zip(rows, claims.itertuples()):
+    for row, c in zip(rows, claims.itertuples(), strict=True):
         css = c.verdict.replace(" ", "-")
         assert f'<span class="verdict {css}">{c.verdict}</span>' in row, c.id
         assert str(escape(c.claim)) in row, c.id
@@ -101,16 +101,16 @@ def test_claims_table_has_a_row_per_claim_with_its_verdict(html, claims):
 
 def test_claims_table_numbers_match_claims_csv(html, claims):
     section = _section(html, '<table id="claims-table">', "</table>")
-    rows = dict(zip(claims["id"], re.split(r'(?=<tr id="claim-)', section)[1:]))
+    rows = dict(zip(claims["id"], re.split(r'(?=<tr id="claim-)', section)[1:], strict=True))
     for c in claims.itertuples():
         cells = re.findall(r'<td class="n">([^<]*)</td>', rows[c.id])
         if c.kind == "value":
-            assert cells[0] == report.fmt(c.paper), c.id
-            assert cells[1] == report.pm(c.ours, c.std), c.id
+            assert cells[0] == formatting.fmt(c.paper), c.id
+            assert cells[1] == formatting.pm(c.ours, c.std), c.id
             if pd.notna(c.ci_low):
-                assert cells[3] == f"[{report.fmt(c.ci_low)}, {report.fmt(c.ci_high)}]", c.id
+                assert cells[3] == f"[{formatting.fmt(c.ci_low)}, {formatting.fmt(c.ci_high)}]", c.id
         elif pd.notna(c.ours):
-            assert cells[1].startswith(report.signed(c.ours)), c.id
+            assert cells[1].startswith(formatting.signed(c.ours)), c.id
         assert cells[2] == str(int(c.n) if pd.notna(c.n) else 0), c.id
 
 
@@ -119,7 +119,7 @@ def test_deviations_table_is_filled_in(html):
     entries = yaml.safe_load(DEVIATIONS.read_text(encoding="utf-8"))
     rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", section, re.S)
     assert [r[0] for r in rows] == [str(escape(d["topic"])) for d in entries]
-    for topic, paper, ours in rows:
+    for topic, _paper, ours in rows:
         assert ours and "{" not in ours, (topic, ours)  # every placeholder filled
     data = dict((r[0], r[2]) for r in rows)
     assert data["Data"].startswith(str(escape("image-folder archive cifar10-jpeg.tar.gz")))
@@ -130,7 +130,7 @@ def test_table1_rows_show_ours_and_paper(html, inputs):
     table = pd.read_csv(inputs["tables"]["table1"])
     section = _section(html, "Table 1: initial and final accuracy", "Twins: one ingredient")
     for row in table.itertuples():
-        ours = report.pm(row.final, row.final_std)
+        ours = formatting.pm(row.final, row.final_std)
         paper = f"{PAPER_TABLE1[row.optimizer]['final']:.2f}"
         pattern = rf"<td>{row.label}</td>.*?{re.escape(ours)}</td><td class=\"n\">{paper}</td>"
         assert re.search(pattern, section, re.S), row.optimizer
@@ -142,12 +142,12 @@ def test_twins_table_shows_each_delta(html, inputs):
     section = _section(html, "Twins: one ingredient at a time", "4.5 Comparison")
     rows = re.findall(r"<tr><td>(final_no_\w+)</td>(.*?)</tr>", section, re.S)
     assert len(rows) == len(abl) > 0
-    for (variant, rest), r in zip(rows, abl.itertuples()):
+    for (variant, rest), r in zip(rows, abl.itertuples(), strict=True):
         assert variant == r.variant
         cells = re.findall(r'<td class="n">([^<]*)</td>', rest)
-        assert cells[0] == report.pm(r.test_accuracy, r.test_accuracy_std)
-        assert cells[1] == report.fmt(r.reference_accuracy)
-        assert cells[2] == report.signed(r.delta)
+        assert cells[0] == formatting.pm(r.test_accuracy, r.test_accuracy_std)
+        assert cells[1] == formatting.fmt(r.reference_accuracy)
+        assert cells[2] == formatting.signed(r.delta)
         assert r.delta == pytest.approx(r.reference_accuracy - r.test_accuracy)
 
 
@@ -249,9 +249,26 @@ def test_failed_render_leaves_no_file(inputs, tmp_path):
 
 
 def test_collect_provenance_without_git(tmp_path):
-    prov = report.collect_provenance(tmp_path, "9.0")
+    prov = provenance.collect_provenance(tmp_path, "9.0")
+    assert set(prov) == {"commit", "hostname", "platform", "generated", "snakemake_version"}
     assert prov["commit"] is None and prov["snakemake_version"] == "9.0"
     assert prov["hostname"] and prov["generated"]
+
+
+def test_collect_provenance_names_the_commit_and_says_dirty(tmp_path):
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    try:
+        subprocess.run([*git, "init", "-q"], check=True, capture_output=True)
+        (tmp_path / "f.txt").write_text("a")
+        subprocess.run([*git, "add", "f.txt"], check=True, capture_output=True)
+        subprocess.run([*git, "commit", "-q", "-m", "x"], check=True, capture_output=True)
+        head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True,
+                              text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not usable here")
+    assert provenance.collect_provenance(tmp_path)["commit"] == head
+    (tmp_path / "f.txt").write_text("b")
+    assert provenance.collect_provenance(tmp_path)["commit"] == head + provenance.DIRTY
 
 
 def test_minimal_grid_end_to_end(tmp_path):
@@ -271,3 +288,61 @@ def test_minimal_grid_end_to_end(tmp_path):
     assert "No twins were configured" in html
     assert html.count('<tr id="claim-') == len(claims)
     assert html.count("data:image/png;base64,") == len(written) == 6
+
+
+def test_every_table_scrolls_inside_a_box(html):
+    """A table wider than the page scrolls sideways in its own box instead of running off."""
+    assert re.search(r"\.scroll \{[^}]*overflow-x: auto", html)
+    tables = [m.start() for m in re.finditer(r"<table[ >]", html)]
+    assert len(tables) > 10
+    for start in tables:
+        before = html[:start].rstrip()
+        assert re.search(r'<div class="scroll( wide)?">$', before), html[start:start + 60]
+    for heading in ("<h3>4.3 Table 1: initial and final accuracy</h3>", "<h3>4.6 All runs</h3>"):
+        assert html.split(heading, 1)[1].lstrip().startswith('<div class="scroll wide">'), heading
+
+
+def test_tables_list_every_run_in_the_runs_table_order(html, inputs):
+    runs = pd.read_csv(inputs["tables"]["runs"])
+    for start, end in (("<h3>4.6 All runs</h3>", "</table>"),
+                       ("<h3>3.5 Regularization</h3>", "</table>"),
+                       ("<h3>Hardware and training time per run</h3>", "</table>")):
+        section = _section(html, start, end)
+        assert re.findall(r"<tr><td>([^<]+)</td>", section) == [str(escape(r)) for r in runs["run_id"]], start
+
+
+def test_comparison_figures_have_titles():
+    assert set(report.COMPARISON_TITLES) == set(figs.FIGURES)
+
+
+@pytest.mark.parametrize("call, text", [
+    (lambda: formatting.fmt(85.125, 1), "85.1"),
+    (lambda: formatting.fmt(None), "\u2014"),
+    (lambda: formatting.fmt(float("nan")), "\u2014"),
+    (lambda: formatting.signed(-1.5), "\u22121.50"),
+    (lambda: formatting.signed(0.0), "+0.00"),
+    (lambda: formatting.pm(85.123, 0.456), "85.12 \u00b1 0.46"),
+    (lambda: formatting.pm(85.123, None), "85.12"),
+    (lambda: formatting.pm(None, 1.0, missing="diverged"), "diverged"),
+    (lambda: formatting.pm(-2.0, 0.5, sign=True), "\u22122.00 \u00b1 0.50"),
+    (lambda: formatting.interval(1.0, 2.5, sign=True), "[+1.00, +2.50]"),
+    (lambda: formatting.interval(None, 2.5), "\u2014"),
+    (lambda: formatting.duration(7.25), "7.2 s"),
+    (lambda: formatting.duration(245), "4 min 05 s"),
+    (lambda: formatting.duration(7380), "2 h 03 min"),
+    (lambda: formatting.count(551466), "551,466"),
+    (lambda: formatting.general(8.59e-05, 3), "8.59e-05"),
+    (lambda: formatting.general(0.001), "0.001"),
+    (lambda: formatting.yesno(None), "\u2014"),
+    (lambda: formatting.yesno(False), "no"),
+])
+def test_cell_formats(call, text):
+    assert call() == text
+
+
+def test_the_template_formats_cells_with_the_registered_filters(tmp_path):
+    env = report.environment(tmp_path)
+    assert set(formatting.FILTERS) <= set(env.filters)
+    out = env.from_string("{{ a | pm(s) }}|{{ d | signed }}|{{ t | duration }}|{{ n | num(1) }}").render(
+        a=70.0, s=1.25, d=-0.5, t=None, n=3)
+    assert out == "70.00 \u00b1 1.25|\u22120.50|\u2014|3.0"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from datasets import make_arrays
 
 from cnnopt import config as cnnconfig
-from datasets import make_arrays
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """

@@ -14,7 +14,6 @@ import subprocess
 import time
 
 import pytest
-
 import slurm_cluster
 from datasets import make_canonical_python_archive, serve_directory
 from workflow_helpers import SNAKEMAKE, config_args, copy_workflow, run_ids
@@ -101,7 +100,7 @@ def test_every_training_ran_as_its_own_slurm_job(slurm_run):
 
 def test_trainings_asked_for_one_gpu_each_and_slurm_granted_it(slurm_run, cluster):
     _, _, jobs = slurm_run
-    for job_id, (rule, log) in jobs.items():
+    for job_id, (rule, _log) in jobs.items():
         info = scontrol_job(cluster, job_id)
         assert "JobState=COMPLETED" in info, info
         if rule == "train":

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from datasets import make_arrays
 
 from cnnopt import config as cnnconfig
 from cnnopt import io, models, optimizers, splits
 from cnnopt.train import EpochShuffled, convergence_epoch, train
-from datasets import make_arrays
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_exponential_schedule_follows_the_papers_formula(staircase):
     steps = 10
     sched = optimizers.schedule(0.1, spec, steps_per_epoch=steps)
     for epoch in (0, 1, 2.5, 4):
-        expected = 0.1 * 0.5 ** ((int(epoch / 2) if staircase else epoch / 2))
+        expected = 0.1 * 0.5 ** (int(epoch / 2) if staircase else epoch / 2)
         assert float(sched(int(epoch * steps))) == pytest.approx(expected, rel=1e-5)
         assert optimizers.learning_rate_at(epoch, 0.1, spec) == pytest.approx(expected, rel=1e-5)
 

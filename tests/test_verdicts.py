@@ -117,6 +117,30 @@ def test_diverged_runs_count_in_the_mean_and_are_named():
     assert "1 of 2 runs diverged" in row["reason"]
 
 
+def test_the_binomial_interval_uses_the_runs_test_set_size():
+    """Fewer test images, a wider exact interval: the size comes from the runs table."""
+    runs, predictions = study({"adam/initial": [71.0, 71.2]})
+    wide = verdicts.judge([VALUE], runs.assign(n_test=500), predictions, RULES).iloc[0]
+    narrow = verdicts.judge([VALUE], runs, predictions, RULES).iloc[0]
+    assert wide["ci_high"] - wide["ci_low"] > narrow["ci_high"] - narrow["ci_low"]
+    mean = runs["test_accuracy"].mean()
+    ci = stats.binomtest(round(mean / 100 * 500), 500).proportion_ci(0.95, method="exact")
+    assert wide["ci_low"] <= 100 * ci.low + 1e-9 and wide["ci_high"] >= 100 * ci.high - 1e-9
+
+
+def test_an_unknown_test_set_size_is_inconclusive_not_assumed():
+    runs, predictions = study({"adam/initial": [71.0, 71.2]})
+    row = verdicts.judge([VALUE], runs.assign(n_test=None), predictions, RULES).iloc[0]
+    assert row["verdict"] == INCONCLUSIVE and "test-set size" in row["reason"]
+    assert row["ours"] == pytest.approx(runs["test_accuracy"].mean()) and pd.isna(row["ci_low"])
+
+
+def test_a_runs_table_without_a_needed_column_is_refused():
+    runs, predictions = study({"adam/initial": [71.0, 71.2]})
+    with pytest.raises(CnnoptError, match="n_test"):
+        verdicts.judge([VALUE], runs.drop(columns="n_test"), predictions, RULES)
+
+
 # ---------------------------------------------------------------- greater claims
 def test_a_consistent_gain_over_two_seeds_is_reproduced_by_mcnemar():
     row = judge_one(GREATER, {"adam/final": [80.0, 80.4], "adam/initial": [72.0, 72.3]})
@@ -246,9 +270,9 @@ def test_the_papers_claims_load_and_cover_what_the_issue_asks():
 
 def test_every_claim_names_runs_of_the_default_grid():
     import yaml
+    from workflow_helpers import ROOT
 
     from cnnopt import config as cnnconfig
-    from workflow_helpers import ROOT
 
     with open(ROOT / "config" / "config.yaml") as fh:
         runs = cnnconfig.expand_runs(cnnconfig.validate(yaml.safe_load(fh)))

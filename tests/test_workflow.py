@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
+import modulefinder
+import re
+import shutil
+import subprocess
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from datasets import (make_canonical_python_archive, make_symlink_tar, make_traversal_tar,
-                      serve_directory, truncate)
+from datasets import (
+    make_canonical_python_archive,
+    make_symlink_tar,
+    make_traversal_tar,
+    serve_directory,
+    truncate,
+)
 from workflow_helpers import config_args, copy_workflow, run_ids, snakemake
 
 SMOKE = ["--configfile", "config/smoke.yaml"]
@@ -43,8 +53,13 @@ def test_smoke_dag_produces_every_output(smoke_run):
         folder = wf / "results/runs" / rid
         for name in ("model.keras", "history.csv", "metrics.json", "run.json", "evaluation.json"):
             assert (folder / name).stat().st_size > 0, f"{rid}/{name}"
+        if rid == "adam-initial_again-s0":  # its spec equals adam-initial-s0's: copied
+            assert (wf / f"results/benchmarks/share_run/{rid}.tsv").exists()
+            continue
         assert (wf / f"results/logs/train/{rid}.log").read_text().count("epoch ") >= 2
         assert (wf / f"results/benchmarks/train/{rid}.tsv").exists()
+    for rule in ("prepare_data", "aggregate", "figures", "report"):  # every rule has one
+        assert (wf / f"results/benchmarks/{rule}.tsv").exists(), rule
     table1 = pd.read_csv(wf / "results/tables/table1.csv")
     assert sorted(table1["optimizer"]) == ["adam", "adamax", "rmsprop", "sgd"]
     assert table1.set_index("optimizer").loc["adam", "paper_final"] == 85.5
@@ -101,6 +116,19 @@ def test_smoke_report_opens_with_every_claim_judged(smoke_run):
     assert 'id="deviations"' in html and "reduced scale" in html
 
 
+def test_a_run_with_an_equal_spec_is_copied_not_trained(smoke_run):
+    wf, _ = smoke_run
+    shared, owner = wf / "results/runs/adam-initial_again-s0", wf / "results/runs/adam-initial-s0"
+    assert not (wf / "results/logs/train/adam-initial_again-s0.log").exists()
+    assert "copied, not trained" in (wf / "results/logs/share_run/adam-initial_again-s0.log").read_text()
+    assert (shared / "model.keras").read_bytes() == (owner / "model.keras").read_bytes()
+    spec = json.loads((shared / "run.json").read_text())
+    assert spec["variant"] == "initial_again" and spec["shared_with"] == "adam-initial-s0"
+    assert json.loads((shared / "metrics.json").read_text())["run_id"] == "adam-initial_again-s0"
+    runs = pd.read_csv(wf / "results/tables/runs.csv").set_index("run_id")
+    assert runs.loc["adam-initial_again-s0", "test_accuracy"] == runs.loc["adam-initial-s0", "test_accuracy"]
+
+
 def test_the_learned_models_beat_chance(smoke_run):
     wf, _ = smoke_run
     runs = pd.read_csv(wf / "results/tables/runs.csv").set_index("run_id")
@@ -116,19 +144,38 @@ def test_rerun_with_nothing_changed_plans_nothing(smoke_run):
 
 def test_default_config_plans_the_whole_study(tmp_path):
     wf = copy_workflow(tmp_path)
-    proc = snakemake(wf, "-n", "--quiet", "rules")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    counts = dict(line.split() for line in proc.stdout.splitlines()
-                  if line.strip() and line.split()[-1].isdigit() and len(line.split()) == 2)
-    planned = len(run_ids())  # one training and one evaluation per run of the default grid
-    assert planned == 32 and counts["train"] == counts["evaluate"] == str(planned)
+    counts = planned(wf, [])
+    runs = run_ids()  # one evaluation per run of the default grid, one training per distinct spec
+    assert len(runs) == 32 and counts["train"] == counts["evaluate"] == len(runs)
+    assert "share_run" not in counts
     for rule in ("download_data", "prepare_data", "aggregate", "figures", "report", "all"):
-        assert counts[rule] == "1"
+        assert counts[rule] == 1
 
 
-def test_lint_is_clean(tmp_path):
+def test_runs_with_equal_specs_are_trained_once(tmp_path):
+    from cnnopt import config as cnnconfig
+
     wf = copy_workflow(tmp_path)
-    proc = snakemake(wf, "--lint")
+    # three names for two trainings per seed: "copy" is the initial recipe under another name
+    extra = ["--config", "variants={copy: {role: extra, label: a copy, epochs: 8}}",
+             "grid=[{optimizers: [adam, sgd], variants: [initial, copy, final]}]", "seeds=[0,1]"]
+    counts = planned(wf, extra)
+    assert counts["train"] == 2 * 2 * 2 and counts["share_run"] == 2 * 2
+    assert counts["evaluate"] == 2 * 3 * 2
+    specs = cnnconfig.expand_runs(cnnconfig.load(wf / "config/config.yaml", {
+        "variants": {"copy": {"role": "extra", "label": "a copy", "epochs": 8}},
+        "grid": [{"optimizers": ["adam", "sgd"], "variants": ["initial", "copy", "final"]}],
+        "seeds": [0, 1]}))
+    assert len({cnnconfig.training_key(s) for s in specs.values()}) == counts["train"]
+
+
+@pytest.mark.parametrize("source", ["default URL", "local archive"])
+def test_lint_is_clean(tmp_path, source):
+    wf = copy_workflow(tmp_path)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"not read by --lint")
+    args = [] if source == "default URL" else config_args(data_source=archive)
+    proc = snakemake(wf, "--lint", *args)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Lints for" not in proc.stdout, proc.stdout[-3000:]
 
@@ -203,6 +250,7 @@ def planned(wf, args):
 
 
 DOWNSTREAM = {"aggregate": 1, "figures": 1, "report": 1, "all": 1}
+SHARED_RUNS = 1  # tests/configs/diverge.yaml: adam-initial_again-s0 shares adam-initial-s0
 
 
 def test_editing_one_hyperparameter_reruns_only_that_optimizers_runs(smoke_run):
@@ -226,7 +274,8 @@ def test_adding_a_seed_adds_only_the_new_runs(smoke_run):
     wf, args = smoke_run
     n_runs = len(pd.read_csv(wf / "results/tables/runs.csv"))
     plan = planned(wf, [*args, "seeds=[0,1]"])
-    assert plan == {"train": n_runs, "evaluate": n_runs, **DOWNSTREAM}
+    assert plan == {"train": n_runs - SHARED_RUNS, "share_run": SHARED_RUNS, "evaluate": n_runs,
+                    **DOWNSTREAM}
 
 
 @contextlib.contextmanager
@@ -245,7 +294,8 @@ def test_a_training_code_change_reruns_training(smoke_run):
     with appended(wf / "workflow/lib/cnnopt/train.py", "\n# changed\n"):
         plan = planned(wf, args)
     n_runs = len(pd.read_csv(wf / "results/tables/runs.csv"))
-    assert plan == {"train": n_runs, "evaluate": n_runs, **DOWNSTREAM}
+    assert plan == {"train": n_runs - SHARED_RUNS, "share_run": SHARED_RUNS, "evaluate": n_runs,
+                    **DOWNSTREAM}
 
 
 def test_a_template_change_reruns_only_the_report(smoke_run):
@@ -253,3 +303,124 @@ def test_a_template_change_reruns_only_the_report(smoke_run):
     with appended(wf / "report/template.html.j2", "\n"):
         plan = planned(wf, args)
     assert plan == {"report": 1, "all": 1}
+
+
+def _rule_scripts(wf: Path) -> dict[str, Path]:
+    """Rule name -> its script, read from the rule modules."""
+    out = {}
+    for smk in (wf / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:
+            script = re.search(r'"\.\./scripts/(\w+\.py)"', block)
+            if script:
+                out[block.split(":", 1)[0].strip()] = wf / "workflow/scripts" / script.group(1)
+    return out
+
+
+def _library_files_run_by(script: Path, lib: Path) -> set[Path]:
+    """The cnnopt files ``script`` runs, found by the standard library's modulefinder (not by
+    the workflow's own reader), plus the package's data files named in those modules."""
+    finder = modulefinder.ModuleFinder(path=[str(lib)])
+    finder.run_script(str(script))
+    found = {Path(m.__file__) for name, m in finder.modules.items()
+             if name.split(".")[0] == "cnnopt" and m.__file__}
+    data = [p for p in (lib / "cnnopt").iterdir() if p.suffix in (".yaml", ".json")]
+    return found | {d for d in data for f in list(found) if d.name in f.read_text()}
+
+
+def test_editing_any_library_file_reruns_exactly_the_rules_that_run_it(smoke_run):
+    wf, args = smoke_run
+    lib = wf / "workflow/lib"
+    scripts = _rule_scripts(wf)
+    assert {"train", "share_run", "evaluate", "aggregate", "figures", "report"} <= set(scripts)
+    runs = {rule: _library_files_run_by(script, lib) for rule, script in scripts.items()}
+    files = sorted(p for p in (lib / "cnnopt").iterdir() if p.suffix in (".py", ".yaml"))
+    assert len(files) > 15
+    jobs_of = {}  # library file -> the rules planned again when it is edited
+    for path in files:
+        expected = {rule for rule, used in runs.items() if path in used}
+        with appended(path, "\n# edited\n"):
+            proc = snakemake(wf, "--summary", *args)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+        header = rows[0]
+        changed = {row[header.index("rule")] for row in rows[1:]
+                   if "params changed" in row[header.index("status")]}
+        assert changed == expected, path.name
+        jobs_of[path.name] = changed
+    assert jobs_of["train.py"] == {"train"} and jobs_of["claims.yaml"] >= {"aggregate"}
+    assert jobs_of["io.py"] >= {"train", "evaluate", "aggregate", "report"}
+
+
+def test_snakemake_report_holds_every_figure_and_table_with_its_caption(smoke_run):
+    wf, args = smoke_run
+    proc = snakemake(wf, "--report", "results/report.zip", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    with zipfile.ZipFile(wf / "results/report.zip") as archive:
+        names = {Path(n).name for n in archive.namelist()}
+        page = archive.read("report/report.html").decode()
+    captions = {}
+    for match in re.finditer(r'"filename": "([^"]+)".{0,400}?"caption": ("(?:[^"\\]|\\.)*")', page):
+        captions[match.group(1)] = re.sub(r"<[^>]+>", "", json.loads(match.group(2))).split()
+    expected = {"report.html": "report", "claims.csv": "claims", "runs.csv": "runs",
+                "table1.csv": "table1", "ablation.csv": "ablation", "manifest.json": "manifest",
+                **{f"{name}.png": name for name in ("val_accuracy_vs_epoch", "val_accuracy_vs_seconds",
+                                                    "final_accuracy", "lr_schedules", "confusion_best")},
+                **{f"optimizer_{o}.png": "optimizer" for o in ("adam", "sgd", "rmsprop", "adamax")}}
+    for filename, caption in expected.items():
+        assert filename in names, filename
+        text = (wf / f"report/captions/{caption}.rst").read_text().replace("``", "").split()
+        assert captions.get(filename) == text, filename
+    # the workflow's own description, rendered with the config
+    assert "The grid was 1 seed(s) per run" in page
+
+
+#: Injected at the top of a copy of the report: records errors and, once the page has
+#: loaded, writes what a reader would see into a <pre> that --dump-dom prints.
+BROWSER_PROBE = """<script>
+window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message || (e.target && e.target.src) || e)), true);
+const __error = console.error.bind(console);
+console.error = (...a) => { window.__errors.push(a.join(" ")); __error(...a); };
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const scrolls = el => { for (; el; el = el.parentElement) {
+    if (["auto", "scroll"].includes(getComputedStyle(el).overflowX)) return true; } return false; };
+  const page = document.documentElement.clientWidth;
+  const out = document.createElement("pre");
+  out.id = "cnnopt-probe";
+  out.textContent = JSON.stringify({
+    images: images.length,
+    broken: images.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt),
+    cut_tables: Array.from(document.querySelectorAll("table"))
+      .filter(t => t.getBoundingClientRect().right > page + 1 && !scrolls(t.parentElement))
+      .map(t => t.id || t.rows[0].textContent.slice(0, 40)),
+    errors: window.__errors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no Chromium on PATH (.ci/run installs Debian's chromium; see /tmp/cnnopt-apt-chromium.log)")
+
+
+def test_report_opens_in_a_browser_with_every_image_decoded(smoke_run, tmp_path):
+    wf, _ = smoke_run
+    browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]
+    report = wf / "results/report/report.html"
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([*browser, f"--screenshot={shot}", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", proc.stderr[-2000:]
+    probed = tmp_path / "probed.html"
+    probed.write_text(report.read_text().replace("<head>", "<head>" + BROWSER_PROBE, 1))
+    proc = subprocess.run([*browser, "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="cnnopt-probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stderr[-2000:]
+    seen = json.loads(html.unescape(found.group(1)))
+    assert seen["images"] >= 9 and seen["broken"] == [], seen
+    assert seen["errors"] == [] and seen["cut_tables"] == [], seen

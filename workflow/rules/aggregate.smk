@@ -1,9 +1,7 @@
 # Aggregate: every run in one table; Table 1 beside the paper; the twins; the summary; and
 # the verdict on each of the paper's claims (workflow/lib/cnnopt/claims.yaml).
 
-TABLES = {
-    name: f"results/tables/{name}.csv" for name in ("claims", "runs", "table1", "ablation")
-}
+TABLES = {name: f"results/tables/{name}.csv" for name in ("claims", "runs", "table1", "ablation")}
 SUMMARY = "results/tables/summary.json"
 
 
@@ -23,14 +21,20 @@ rule aggregate:
             TABLES["ablation"], caption="../../report/captions/ablation.rst", category="Tables"
         ),
         summary=SUMMARY,
+    log:
+        "results/logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
+    localrule: True
+    conda:
+        "../../envs/cnnopt.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         rules=config["verdicts"],
         scale=config["scale"],
-        code=code_version("aggregate", "paper", "verdicts", "io") + file_version("claims.yaml"),
-    conda:
-        "../../envs/cnnopt.yaml"
-    log:
-        "results/logs/aggregate.log",
-    localrule: True
+        code=code_version("aggregate.py"),
     script:
         "../scripts/aggregate.py"

@@ -1,8 +1,8 @@
 # Configuration: validated against workflow/schemas/config.schema.yaml (defaults filled in),
 # then expanded into the run table that every other rule module reads.
 
-import hashlib
 import json
+import re
 import sys
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -10,7 +10,9 @@ from urllib.parse import urlparse
 LIB = Path(workflow.basedir) / "workflow" / "lib"
 sys.path.insert(0, str(LIB))
 
+from cnnopt import codeversion
 from cnnopt import config as cnnconfig
+from cnnopt.figure_names import FIGURES as FIGURE_NAMES, optimizer_figure_name
 from cnnopt.data import is_url
 from cnnopt.errors import ConfigError
 
@@ -22,35 +24,35 @@ config.clear()
 config.update(_validated)
 
 RUNS = cnnconfig.expand_runs(config)
+# A run whose spec equals an earlier run's but for its names is not trained again: rule
+# share_run copies the trained run's folder under its name (cnnopt.config.shared_runs).
+SHARED = cnnconfig.shared_runs(RUNS)
+TRAINED = [rid for rid in RUNS if rid not in SHARED]
 OPTIMIZERS_WITH_FINAL = sorted({s["optimizer"] for s in RUNS.values() if s["role"] == "final"})
-RUN_DIR = "results/runs/{optimizer}-{variant}-s{seed}"
+RUN_DIR = "results/runs/{run}"
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly ``names`` (nothing when it is empty)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 wildcard_constraints:
-    optimizer="[a-z][a-z0-9_]*",
-    variant="[a-z][a-z0-9_]*",
-    seed=r"\d+",
+    run=one_of(RUNS),
 
 
-def run_spec(wildcards):
+def spec_json(wildcards):
     """The resolved spec of the run named by the wildcards, as canonical JSON."""
-    rid = cnnconfig.run_id(wildcards.optimizer, wildcards.variant, int(wildcards.seed))
-    if rid not in RUNS:
-        raise WorkflowError(f"run {rid} is not in the configured grid")
-    return json.dumps(RUNS[rid], sort_keys=True)
+    if wildcards.run not in RUNS:
+        raise WorkflowError(f"run {wildcards.run} is not in the configured grid")
+    return json.dumps(RUNS[wildcards.run], sort_keys=True)
 
 
-def code_version(*modules):
-    """A hash of library modules: editing one reruns the jobs that use it (params trigger)."""
-    digest = hashlib.sha256()
-    for name in modules:
-        digest.update((LIB / "cnnopt" / f"{name}.py").read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def file_version(name):
-    """A hash of a data file of the library (e.g. claims.yaml), like code_version."""
-    return hashlib.sha256((LIB / "cnnopt" / name).read_bytes()).hexdigest()[:16]
+def code_version(script):
+    """A hash of workflow/scripts/``script`` and of every library file it imports, directly
+    or not (read with ast: cnnopt.codeversion). As a param, editing any of them reruns the
+    rule's jobs (params trigger)."""
+    return codeversion.version(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
 def run_files(name):

@@ -10,18 +10,22 @@ if is_url(config["data_source"]):
     rule download_data:
         output:
             DATA_INPUT,
+        log:
+            "results/logs/download_data.log",
+        benchmark:
+            "results/benchmarks/download_data.tsv"
+        localrule: True  # compute nodes of a cluster often have no internet
+        conda:
+            "../../envs/cnnopt.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=60,
         params:
             url=config["data_source"],
             checksum=config["data_checksum"],
             retries=config["download_retries"],
-        conda:
-            "../../envs/cnnopt.yaml"
-        log:
-            "results/logs/download_data.log",
-        resources:
-            mem_mb=1000,
-            runtime=60,
-        localrule: True  # compute nodes of a cluster often have no internet
+            code=code_version("download_data.py"),
         script:
             "../scripts/download_data.py"
 
@@ -39,19 +43,20 @@ rule prepare_data:
             caption="../../report/captions/manifest.rst",
             category="Data",
         ),
-    params:
-        checksum=config["data_checksum"],
-        source_label=config["data_source"],
-        code=code_version("data"),
-    conda:
-        "../../envs/cnnopt.yaml"
     log:
         "results/logs/prepare_data.log",
     benchmark:
         "results/benchmarks/prepare_data.tsv"
+    conda:
+        "../../envs/cnnopt.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        checksum=config["data_checksum"],
+        # a URL is recorded as such (its input is the downloaded copy); a local path is the input
+        source_label=config["data_source"] if is_url(config["data_source"]) else None,
+        code=code_version("prepare_data.py"),
     script:
         "../scripts/prepare_data.py"

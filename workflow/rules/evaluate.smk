@@ -7,18 +7,18 @@ rule evaluate:
         arrays=DATA_ARRAYS,
     output:
         f"{RUN_DIR}/evaluation.json",
-    params:
-        spec=run_spec,
-        code=code_version("evaluate", "splits", "data"),
+    log:
+        "results/logs/evaluate/{run}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{run}.tsv"
     conda:
         "../../envs/cnnopt.yaml"
-    log:
-        "results/logs/evaluate/{optimizer}-{variant}-s{seed}.log",
-    benchmark:
-        "results/benchmarks/evaluate/{optimizer}-{variant}-s{seed}.tsv"
     threads: config["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        spec=spec_json,
+        code=code_version("evaluate.py"),
     script:
         "../scripts/evaluate.py"

@@ -1,16 +1,9 @@
 # Figures: the paper's Figures 1-4 per optimizer and the comparisons across runs.
 
-FIGURES = {
-    name: f"results/figures/{name}.png"
-    for name in (
-        "val_accuracy_vs_epoch",
-        "val_accuracy_vs_seconds",
-        "final_accuracy",
-        "lr_schedules",
-        "confusion_best",
-    )
+FIGURES = {name: f"results/figures/{name}.png" for name in FIGURE_NAMES}
+OPTIMIZER_FIGURES = {
+    opt: f"results/figures/{optimizer_figure_name(opt)}.png" for opt in OPTIMIZERS_WITH_FINAL
 }
-OPTIMIZER_FIGURES = {opt: f"results/figures/optimizer_{opt}.png" for opt in OPTIMIZERS_WITH_FINAL}
 
 
 rule figures:
@@ -21,22 +14,28 @@ rule figures:
         table1=TABLES["table1"],
         summary=SUMMARY,
     output:
+        **{
+            name: report(path, caption=f"../../report/captions/{name}.rst", category="Figures")
+            for name, path in FIGURES.items()
+        },
         optimizer_figures=report(
             list(OPTIMIZER_FIGURES.values()),
             caption="../../report/captions/optimizer.rst",
             category="Figures",
             subcategory="Per optimizer",
         ),
-        **{
-            name: report(path, caption=f"../../report/captions/{name}.rst", category="Figures")
-            for name, path in FIGURES.items()
-        },
-    params:
-        code=code_version("figures", "aggregate"),
-    conda:
-        "../../envs/cnnopt.yaml"
     log:
         "results/logs/figures.log",
+    benchmark:
+        "results/benchmarks/figures.tsv"
     localrule: True
+    conda:
+        "../../envs/cnnopt.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        code=code_version("figures.py"),
     script:
         "../scripts/figures.py"

@@ -16,14 +16,19 @@ rule report:
         template="report/template.html.j2",
     output:
         report(REPORT_HTML, caption="../../report/captions/report.rst", category="Report"),
-    params:
-        config=config,
-        code=code_version("report", "verdicts", "figures", "aggregate", "paper")
-        + file_version("deviations.yaml"),
-    conda:
-        "../../envs/cnnopt.yaml"
     log:
         "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     localrule: True
+    conda:
+        "../../envs/cnnopt.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        config=config,
+        code=code_version("report.py"),
     script:
         "../scripts/report.py"

@@ -1,24 +1,27 @@
-# Train: one job per run {optimizer} x {variant} x {seed}, on a GPU where one is given.
+# Train: one job per distinct run {optimizer}-{variant}-s{seed}, on a GPU where one is given;
+# a run whose spec equals an earlier one's is copied from it (share_run), not trained again.
+
+TRAIN_OUTPUTS = dict(
+    model=f"{RUN_DIR}/model.keras",
+    history=f"{RUN_DIR}/history.csv",
+    metrics=f"{RUN_DIR}/metrics.json",
+    spec=f"{RUN_DIR}/run.json",
+)
 
 
 rule train:
     input:
         arrays=DATA_ARRAYS,
     output:
-        model=f"{RUN_DIR}/model.keras",
-        history=f"{RUN_DIR}/history.csv",
-        metrics=f"{RUN_DIR}/metrics.json",
-        spec=f"{RUN_DIR}/run.json",
-    params:
-        spec=run_spec,
-        checkpoint=lambda w: f"results/checkpoints/{w.optimizer}-{w.variant}-s{w.seed}",
-        code=code_version("train", "models", "optimizers", "runtime", "splits", "data"),
+        **TRAIN_OUTPUTS,
+    log:
+        "results/logs/train/{run}.log",
+    benchmark:
+        "results/benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(TRAINED),
     conda:
         "../../envs/cnnopt.yaml"
-    log:
-        "results/logs/train/{optimizer}-{variant}-s{seed}.log",
-    benchmark:
-        "results/benchmarks/train/{optimizer}-{variant}-s{seed}.tsv"
     threads: config["threads"]
     resources:
         # One name, both meanings: locally `--resources gpu=N` caps concurrent trainings and
@@ -27,5 +30,37 @@ rule train:
         gpu=config["gpus_per_training"],
         mem_mb=6000,
         runtime=240,
+    params:
+        spec=spec_json,
+        checkpoint="results/checkpoints/{run}",
+        code=code_version("train.py"),
     script:
         "../scripts/train.py"
+
+
+rule share_run:
+    input:
+        **{
+            name: lambda w, path=path: path.format(run=SHARED[w.run])
+            for name, path in TRAIN_OUTPUTS.items()
+        },
+    output:
+        **TRAIN_OUTPUTS,
+    log:
+        "results/logs/share_run/{run}.log",
+    benchmark:
+        "results/benchmarks/share_run/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(SHARED),
+    localrule: True
+    conda:
+        "../../envs/cnnopt.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        spec=spec_json,
+        code=code_version("share_run.py"),
+    script:
+        "../scripts/share_run.py"

@@ -5,7 +5,7 @@ snakemake.input.metrics            list of results/runs/{run_id}/metrics.json (r
 snakemake.input.table1             results/tables/table1.csv
 snakemake.input.summary            results/tables/summary.json (names the best run)
 snakemake.output.optimizer_figures list of results/figures/optimizer_{optimizer}.png; the
-                                   optimizer is taken from the file name after "optimizer_"
+                                   optimizer is read from the file name (figure_optimizer)
 snakemake.output.val_accuracy_vs_epoch, .val_accuracy_vs_seconds, .final_accuracy,
 snakemake.output.lr_schedules, .confusion_best      one PNG each
 snakemake.log[0]                   the rule log
@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 
 from cnnopt import logs  # noqa: E402
-from cnnopt.figures import FIGURES, make_all  # noqa: E402
+from cnnopt.figures import FIGURES, figure_optimizer, make_all  # noqa: E402
 
 logs.setup(snakemake.log[0])  # noqa: F821
 make_all(
@@ -25,5 +25,5 @@ make_all(
     snakemake.input.table1,  # noqa: F821
     snakemake.input.summary,  # noqa: F821
     {name: getattr(snakemake.output, name) for name in FIGURES},  # noqa: F821
-    {Path(p).stem.removeprefix("optimizer_"): p for p in snakemake.output.optimizer_figures},  # noqa: F821
+    {figure_optimizer(Path(p).stem): p for p in snakemake.output.optimizer_figures},  # noqa: F821
 )

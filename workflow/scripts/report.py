@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 import snakemake as _smk  # noqa: E402
 
 from cnnopt import logs  # noqa: E402
-from cnnopt.report import collect_provenance, render  # noqa: E402
+from cnnopt.provenance import collect_provenance  # noqa: E402
+from cnnopt.report import render  # noqa: E402
 
 logs.setup(snakemake.log[0])  # noqa: F821
 tables = {Path(p).stem: p for p in snakemake.input.tables}  # noqa: F821

@@ -196,8 +196,31 @@ def resolve_variant(config: dict, name: str) -> dict:
     return merged | {k: own[k] for k in _OWN_KEYS if k in own}
 
 
+#: A run's name: its folder under results/runs/, its log and its benchmark file.
+RUN_ID = "{optimizer}-{variant}-s{seed}"
+#: Keys of a run's spec that name the run rather than change what it trains.
+IDENTITY_KEYS = ("run_id", "variant", "role", "label", "key_adjustments")
+
+
 def run_id(optimizer: str, variant: str, seed: int) -> str:
-    return f"{optimizer}-{variant}-s{seed}"
+    return RUN_ID.format(optimizer=optimizer, variant=variant, seed=seed)
+
+
+def training_key(spec: dict) -> str:
+    """What a run trains (its spec without the names): equal keys train the same model."""
+    return json.dumps({k: v for k, v in spec.items() if k not in IDENTITY_KEYS}, sort_keys=True)
+
+
+def shared_runs(runs: dict[str, dict]) -> dict[str, str]:
+    """Runs whose training equals an earlier run's (in grid order): run id -> the id of the
+    run that trains it. Such a run is trained once; its folder is a copy under its own name."""
+    first: dict[str, str] = {}
+    shared = {}
+    for rid, spec in runs.items():
+        owner = first.setdefault(training_key(spec), rid)
+        if owner != rid:
+            shared[rid] = owner
+    return shared
 
 
 def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:

@@ -46,7 +46,7 @@ def evaluate(model_path: Path, arrays: Path, out: Path, spec: dict, batch_size: 
         "test_accuracy": float((pred == y).mean()),
         "test_loss": loss,
         "class_names": class_names,
-        "per_class_accuracy": {c: float(a) for c, a in zip(class_names, per_class)},
+        "per_class_accuracy": {c: float(a) for c, a in zip(class_names, per_class, strict=True)},
         "confusion_matrix": cm.tolist(),
         # per image, in test-set order: what paired tests (McNemar) between two runs compare
         "labels": y.tolist(),

@@ -21,7 +21,7 @@ def stratified_split(y: np.ndarray, size: int, seed: int) -> tuple[np.ndarray, n
     order = np.argsort(-(share - quota), kind="stable")
     quota[order[: size - quota.sum()]] += 1
     picked = np.concatenate(
-        [rng.permutation(np.flatnonzero(y == c))[:q] for c, q in zip(classes, quota)]
+        [rng.permutation(np.flatnonzero(y == c))[:q] for c, q in zip(classes, quota, strict=True)]
     )
     picked.sort()
     return np.setdiff1d(np.arange(len(y)), picked, assume_unique=True), picked

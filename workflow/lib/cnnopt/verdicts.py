@@ -43,6 +43,10 @@ KINDS = ("value", "greater", "top", "faster")
 COLUMNS = ["id", "claim", "where", "kind", "paper", "ours", "std", "n", "ci_low", "ci_high",
            "test", "p_value", "verdict", "reason", "runs"]
 
+#: The columns of the per-run table the judges read.
+RUN_COLUMNS = ("run_id", "optimizer", "variant", "seed", "role", "test_accuracy", "n_test",
+               "diverged", "still_rising", "epochs_to_target", "epochs_run")
+
 DEFAULT_RULES = {"confidence": 0.95, "tolerance": 1.0, "max_halfwidth": 3.0, "welch_min_seeds": 3,
                  "val_target": 70.0, "rising_epochs": 3, "rising_points": 0.5}
 
@@ -116,14 +120,17 @@ def judge_value(claim: dict, runs: pd.DataFrame, predictions: dict, rules: dict,
         return _row(claim, verdict=UNTESTED, reason=f"no runs of {claim['run']} in the study")
     acc = sel["test_accuracy"].dropna().to_numpy(float)
     n = len(acc)
-    n_test = int(sel["n_test"].dropna().min()) if "n_test" in sel and sel["n_test"].notna().any() else 10000
-    low, high = value_interval(acc, n_test, rules["confidence"])
+    note = _diverged_note([sel])
+    values = dict(ours=float(acc.mean()), std=float(np.std(acc, ddof=1)) if n > 1 else math.nan, n=n)
+    n_tests = sel["n_test"].dropna()
+    if n_tests.empty:  # the binomial interval needs the number of test images
+        return _row(claim, **values, verdict=INCONCLUSIVE,
+                    reason=f"the test-set size of the {claim['run']} runs is unknown (their "
+                           f"evaluation.json has no confusion matrix or labels){note}")
+    low, high = value_interval(acc, int(n_tests.min()), rules["confidence"])
     tol, paper = rules["tolerance"], float(claim["paper"])
     inside = low - tol <= paper <= high + tol
-    note = _diverged_note([sel])
-    values = dict(ours=float(acc.mean()), std=float(np.std(acc, ddof=1)) if n > 1 else math.nan,
-                  n=n, ci_low=low, ci_high=high,
-                  test=f"t over seeds ∪ exact binomial, ± {tol:g}")
+    values |= dict(ci_low=low, ci_high=high, test=f"t over seeds ∪ exact binomial, ± {tol:g}")
     where = f"the paper's {paper:.2f} lies {'inside' if inside else 'outside'} [{low:.2f}, {high:.2f}] ± {tol:g}"
     if n < 2:
         return _row(claim, **values, verdict=INCONCLUSIVE, reason=f"one seed: {where}{note}")
@@ -291,15 +298,18 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict, rules: dict
           scale: str = "reduced") -> pd.DataFrame:
     """One row per claim (``COLUMNS``): the paper's value, ours, the interval, test and verdict.
 
-    ``runs`` is the tidy per-run table (``aggregate.collect_runs``: optimizer, variant, seed,
-    role, run_id, test_accuracy in %, diverged, still_rising, epochs_to_target, n_test);
-    ``predictions`` maps run ids to (labels, predictions) arrays of the test set.
+    ``runs`` is the tidy per-run table (``runs.read_runs(...).table``; it needs the columns
+    ``RUN_COLUMNS``, test_accuracy in %); ``predictions`` maps run ids to (labels, predictions)
+    arrays of the test set.
     """
+    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    if missing:
+        raise CnnoptError(f"the runs table lacks column(s) {', '.join(missing)} to judge the claims")
     rules = DEFAULT_RULES | dict(rules or {})
     rows = [JUDGES[c["kind"]](c, runs, predictions, rules, scale) for c in claims]
     # the paper's own difference for a comparison whose two runs it reports values for
     reported = {c["run"]: float(c["paper"]) for c in claims if c["kind"] == "value"}
-    for claim, row in zip(claims, rows):
+    for claim, row in zip(claims, rows, strict=True):
         if claim["kind"] == "greater" and claim["a"] in reported and claim["b"] in reported:
             row["paper"] = reported[claim["a"]] - reported[claim["b"]]
     return pd.DataFrame(rows, columns=COLUMNS)

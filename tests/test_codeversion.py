@@ -1,0 +1,91 @@
+"""Code versions from the imports of a script (ast), and runs shared by equal specs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnnopt import codeversion
+from cnnopt import config as cnnconfig
+from cnnopt.errors import CnnoptError
+from cnnopt.share import share
+
+
+def _package(tmp_path, modules: dict[str, str], data: dict[str, str] | None = None):
+    pkg = tmp_path / "cnnopt"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name, text in {**modules, **(data or {})}.items():
+        (pkg / name).write_text(text)
+    return pkg
+
+
+def test_closure_follows_absolute_relative_and_late_imports(tmp_path):
+    pkg = _package(tmp_path, {
+        "a.py": "from . import b\nfrom .c import thing\n",
+        "b.py": "import json\n",
+        "c.py": "def f():\n    from cnnopt import d  # imported inside a function\nthing = 1\n",
+        "d.py": "NAME = 'claims.yaml'\n",
+        "unused.py": "from . import a\n",
+    }, {"claims.yaml": "- id: x\n", "other.yaml": ""})
+    script = tmp_path / "script.py"
+    script.write_text("import sys\nfrom cnnopt.a import thing as t\nfrom cnnopt import errors_missing\n")
+    names = [p.name for p in codeversion.closure(script, pkg)]
+    assert names == ["__init__.py", "a.py", "b.py", "c.py", "claims.yaml", "d.py"]
+
+
+def test_version_changes_with_any_file_it_runs_and_only_those(tmp_path):
+    pkg = _package(tmp_path, {"a.py": "from . import b\n", "b.py": "", "c.py": ""})
+    script = tmp_path / "script.py"
+    script.write_text("from cnnopt import a\n")
+    before = codeversion.version(script, pkg)
+    (pkg / "c.py").write_text("# not imported by the script\n")
+    assert codeversion.version(script, pkg) == before
+    (pkg / "b.py").write_text("# imported through a\n")
+    assert codeversion.version(script, pkg) != before
+
+
+def _spec(**changes):
+    return {"run_id": "adam-initial-s0", "optimizer": "adam", "variant": "initial", "seed": 0,
+            "role": "initial", "label": "initial", "key_adjustments": "", "epochs": 8} | changes
+
+
+def test_shared_runs_pair_each_copy_with_the_first_equal_spec():
+    runs = {"adam-initial-s0": _spec(),
+            "adam-copy-s0": _spec(run_id="adam-copy-s0", variant="copy", role="extra", label="x"),
+            "adam-longer-s0": _spec(run_id="adam-longer-s0", variant="longer", epochs=9),
+            "adam-copy2-s0": _spec(run_id="adam-copy2-s0", variant="copy2")}
+    assert cnnconfig.shared_runs(runs) == {"adam-copy-s0": "adam-initial-s0",
+                                           "adam-copy2-s0": "adam-initial-s0"}
+
+
+def _trained(tmp_path, spec):
+    src = {"model": tmp_path / "src/model.keras", "history": tmp_path / "src/history.csv",
+           "metrics": tmp_path / "src/metrics.json", "spec": tmp_path / "src/run.json"}
+    src["model"].parent.mkdir()
+    src["model"].write_bytes(b"\x00weights\xff")
+    src["history"].write_text("epoch,val_accuracy\n1,0.5\n")
+    src["metrics"].write_text(json.dumps({"run_id": spec["run_id"], "variant": spec["variant"],
+                                          "test_accuracy": 0.61}))
+    src["spec"].write_text(json.dumps(spec))
+    return src
+
+
+def test_share_copies_the_training_under_the_runs_own_names(tmp_path):
+    src = _trained(tmp_path, _spec())
+    out = {k: tmp_path / "dst" / p.name for k, p in src.items()}
+    share(src, _spec(run_id="adam-copy-s0", variant="copy", role="extra"), out)
+    assert out["model"].read_bytes() == src["model"].read_bytes()
+    metrics = json.loads(out["metrics"].read_text())
+    assert metrics == {"run_id": "adam-copy-s0", "variant": "copy", "test_accuracy": 0.61,
+                       "shared_with": "adam-initial-s0"}
+    assert json.loads(out["spec"].read_text())["role"] == "extra"
+
+
+def test_share_refuses_a_run_that_trains_differently_and_writes_nothing(tmp_path):
+    src = _trained(tmp_path, _spec())
+    out = {k: tmp_path / "dst" / p.name for k, p in src.items()}
+    with pytest.raises(CnnoptError, match="differ in epochs"):
+        share(src, _spec(run_id="adam-copy-s0", variant="copy", epochs=9), out)
+    assert not (tmp_path / "dst").exists() or not any((tmp_path / "dst").iterdir())

@@ -1,0 +1,21 @@
+"""The names of the report's figures, in one place: the figures rule declares them as its
+outputs, ``cnnopt.figures`` draws them and the report embeds them. (A module of its own, free
+of matplotlib, so that the Snakefile can read it quickly.)"""
+
+from __future__ import annotations
+
+#: Names of the comparison figures ``make_all`` expects in its ``outputs`` mapping.
+FIGURES = ("val_accuracy_vs_epoch", "val_accuracy_vs_seconds", "final_accuracy",
+           "lr_schedules", "confusion_best")
+#: The per-optimizer train/validation figure is named this prefix plus the optimizer.
+OPTIMIZER_FIGURE_PREFIX = "optimizer_"
+
+
+def optimizer_figure_name(optimizer: str) -> str:
+    """The name (file stem) of ``optimizer``'s train/validation figure, e.g. "optimizer_adam"."""
+    return OPTIMIZER_FIGURE_PREFIX + optimizer
+
+
+def figure_optimizer(name: str) -> str | None:
+    """The optimizer of a per-optimizer figure name (inverse of ``optimizer_figure_name``)."""
+    return name[len(OPTIMIZER_FIGURE_PREFIX):] if name.startswith(OPTIMIZER_FIGURE_PREFIX) else None

@@ -1,0 +1,18 @@
+"""Copy a trained run under the name of a run with the same spec (rule share_run)."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
+
+from cnnopt import logs
+from cnnopt.share import share
+
+logs.setup(snakemake.log[0])
+files = ("model", "history", "metrics", "spec")
+share(
+    {name: Path(snakemake.input[name]) for name in files},
+    json.loads(snakemake.params.spec),
+    {name: Path(snakemake.output[name]) for name in files},
+)
