@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -122,6 +123,13 @@ def test_sigkill_then_resume_matches_uninterrupted_twin(setup, twin, when):
     assert not (out / "metrics.out").exists()
     killed_at = epochs_done(out)
     assert 1 <= killed_at < 4
+    log = resume(setup, out)
+    assert f"resuming from the checkpoint after epoch {killed_at}" in log
+    assert log.count("epoch ") - log.count("resuming") == 4 - killed_at
+    assert_same_run(out, twin)
+
+
+def resume(setup, out):
     resumed = subprocess.run(
         [sys.executable, "-c", DRIVER.format(
             lib=str(ROOT / "workflow" / "lib"), log=str(out / "resumed.log"),
@@ -129,9 +137,30 @@ def test_sigkill_then_resume_matches_uninterrupted_twin(setup, twin, when):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert resumed.returncode == 0, (out / "resumed.log").read_text()[-2000:]
-    log = (out / "resumed.log").read_text()
-    assert f"resuming from the checkpoint after epoch {killed_at}" in log
-    assert log.count("epoch ") - log.count("resuming") == 4 - killed_at
+    return (out / "resumed.log").read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_a_stop_signal_saves_mid_epoch_and_the_retry_loses_no_batch(setup, twin, signum):
+    """SIGTERM (scancel, a time limit) or SLURM's warning signal in the middle of epoch 3:
+    the training saves after the current batch and exits with one line; run again, it
+    finishes epoch 3 from the next batch and ends equal to the uninterrupted twin."""
+    proc, out = start(setup, f"signal-{signum.name}")
+    deadline = time.time() + 300
+    while not epoch_started(3)(out):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signum)
+    assert proc.wait(timeout=120) == 1
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    steps = math.ceil((1500 - 100) / 32)  # training images (validation held out) / batch
+    assert state["epoch"] == 2 and 0 < state["step"] < steps
+    log = (out / "train.log").read_text()
+    assert f"ERROR: {signum.name} in epoch 3: stopped after step {state['step']} of {steps}" in log
+    assert not (out / "metrics.out").exists()
+    log = resume(setup, out)
+    assert f"resuming from the checkpoint in epoch 3, after step {state['step']} of {steps}" in log
+    assert log.count("epoch 3/4") == 1 and log.count("epoch 4/4") == 1
     assert_same_run(out, twin)
 
 

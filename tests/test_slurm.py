@@ -13,10 +13,11 @@ import re
 import subprocess
 import time
 
+import pandas as pd
 import pytest
 import slurm_cluster
 from datasets import make_canonical_python_archive, serve_directory
-from workflow_helpers import SNAKEMAKE, config_args, copy_workflow, run_ids
+from workflow_helpers import SNAKEMAKE, config_args, copy_workflow, run_ids, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -126,3 +127,97 @@ def test_training_slurm_logs_are_the_job_steps(slurm_run):
             assert log.endswith(f"/{job_id}.log")
             text = open(log).read()
             assert "rule train:" in text and "Finished jobid" in text, text[-2000:]
+
+
+#: snakemake's options for the throw-away cluster, besides the slurm profile
+CLUSTER_OPTIONS = ["--profile", "workflow/profiles/slurm", "--slurm-no-account",
+                   "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks",
+                   "2", "--latency-wait", "10", "--local-cores", "1"]
+
+
+def _env(cluster):
+    env = dict(cluster.env, TF_CPP_MIN_LOG_LEVEL="2")
+    for var in ("CUDA_VISIBLE_DEVICES", "CNNOPT_GPU_DEVICES"):
+        env.pop(var, None)
+    return env
+
+
+def test_a_cancelled_training_is_resubmitted_and_ends_like_an_uninterrupted_twin(cluster, tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    md5 = make_canonical_python_archive(archive, n_train_per_class=100, n_test_per_class=10)
+    target = "results/runs/adam-initial-s0/metrics.json"
+    args = [target, "--configfile", "config/smoke.yaml", *config_args(
+        data_source=archive, data_checksum=f"md5:{md5}", validation_size=100,
+        max_train_images=0, max_test_images=0, threads=1, deterministic="true",
+        variants="{initial: {epochs: 5}}")]
+    twin = copy_workflow(tmp_path / "twin")
+    local = snakemake(twin, "--cores", "1", *args)  # the same training, never interrupted
+    assert local.returncode == 0, local.stdout[-3000:]
+
+    wf = copy_workflow(tmp_path / "wf")
+    proc = subprocess.Popen([str(SNAKEMAKE), *CLUSTER_OPTIONS, *args], cwd=wf, env=_env(cluster),
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = wf / "results/logs/train/adam-initial-s0.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "epoch 2/5" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended or never started"
+        time.sleep(0.2)
+    running = cluster.run("squeue", "-h", "-t", "R", "-o", "%i").split()
+    assert len(running) == 1, running  # the training (prepare_data has finished)
+    cluster.run("scancel", running[0])
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-5000:] + "\n" + cluster.logs()
+    assert "CANCELLED" in out, out[-3000:]  # snakemake saw the cancellation, then retried
+    text = log.read_text()
+    assert "attempt 1 of this job" in text and "attempt 2 of this job" in text, text[-3000:]
+    assert "resuming from the checkpoint" in text, text[-3000:]
+    ours, theirs = (pd.read_csv(d / "results/runs/adam-initial-s0/history.csv") for d in (wf, twin))
+    compared = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(ours[compared], theirs[compared], check_exact=False, rtol=0, atol=1e-6)
+    acc = [pd.read_json(d / target, typ="series")["test_accuracy"] for d in (wf, twin)]
+    assert acc[0] == pytest.approx(acc[1], abs=1e-6)
+
+
+def test_a_training_longer_than_its_time_limit_finishes_through_retries(cluster, tmp_path):
+    """runtime 1 minute for about two minutes of work: SLURM ends each attempt at its limit
+    (TIMEOUT, SIGTERM then SIGKILL); each retry resumes where the last one saved."""
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    md5 = make_canonical_python_archive(archive, n_train_per_class=500, n_test_per_class=10)
+    target = "results/runs/adam-initial-s0/metrics.json"
+    args = [target, *config_args(
+        data_source=archive, data_checksum=f"md5:{md5}", validation_size=500,
+        max_train_images=0, max_test_images=0, threads=1, deterministic="true",
+        variants="{initial: {epochs: 24}}")]
+    wf = copy_workflow(tmp_path / "wf")
+    started = time.monotonic()
+    proc = subprocess.run([str(SNAKEMAKE), "--set-resources", "train:runtime=1", *CLUSTER_OPTIONS,
+                           *args], cwd=wf, env=_env(cluster), text=True, timeout=900,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-5000:] + "\n" + cluster.logs()
+    assert "TIMEOUT" in proc.stdout, proc.stdout[-3000:]
+    text = (wf / "results/logs/train/adam-initial-s0.log").read_text()
+    attempts = re.findall(r"attempt (\d+) of this job", text)
+    resumed = re.findall(r"resuming from the checkpoint (?:after epoch \d+|in epoch \d+, after step \d+)", text)
+    print(f"finished in {seconds:.0f} s through attempts {attempts}; {resumed}")
+    assert len(attempts) >= 2 and attempts == [str(i) for i in range(1, len(attempts) + 1)]
+    assert len(resumed) == len(attempts) - 1, text[-3000:]
+    twin = copy_workflow(tmp_path / "twin")  # the same training in one go, on this host
+    local = snakemake(twin, "--cores", "1", *args)
+    assert local.returncode == 0, local.stdout[-3000:]
+    ours, theirs = (pd.read_csv(d / "results/runs/adam-initial-s0/history.csv") for d in (wf, twin))
+    compared = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    pd.testing.assert_frame_equal(ours[compared], theirs[compared], check_exact=False, rtol=0, atol=1e-6)
+
+
+def test_a_data_error_fails_once_and_is_not_resubmitted(cluster, tmp_path):
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"this is not a tar archive")
+    wf = copy_workflow(tmp_path / "wf")
+    proc = subprocess.run([str(SNAKEMAKE), *CLUSTER_OPTIONS, "--configfile", "config/smoke.yaml",
+                           *config_args(data_source=bad)], cwd=wf, env=_env(cluster), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert proc.returncode != 0
+    rules = [re.search(r"rule_([a-z_]+)/", log).group(1) for _, _, log in SUBMITTED.findall(proc.stdout)]
+    assert rules == ["prepare_data"], (rules, proc.stdout[-3000:])  # submitted once, no retry
+    assert "ERROR: " in (wf / "results/logs/prepare_data.log").read_text()

@@ -25,6 +25,7 @@ rule aggregate:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
+    retries: 0  # not transient: a retry would fail the same way
     localrule: True
     conda:
         "../../envs/cnnopt.yaml"

@@ -14,6 +14,7 @@ if is_url(config["data_source"]):
             "results/logs/download_data.log",
         benchmark:
             "results/benchmarks/download_data.tsv"
+        retries: 0  # not transient: a retry would fail the same way
         localrule: True  # compute nodes of a cluster often have no internet
         conda:
             "../../envs/cnnopt.yaml"
@@ -47,6 +48,7 @@ rule prepare_data:
         "results/logs/prepare_data.log",
     benchmark:
         "results/benchmarks/prepare_data.tsv"
+    retries: 0  # not transient: a retry would fail the same way
     conda:
         "../../envs/cnnopt.yaml"
     threads: 1

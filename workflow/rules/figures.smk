@@ -28,6 +28,7 @@ rule figures:
         "results/logs/figures.log",
     benchmark:
         "results/benchmarks/figures.tsv"
+    retries: 0  # not transient: a retry would fail the same way
     localrule: True
     conda:
         "../../envs/cnnopt.yaml"

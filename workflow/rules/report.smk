@@ -20,6 +20,7 @@ rule report:
         "results/logs/report.log",
     benchmark:
         "results/benchmarks/report.tsv"
+    retries: 0  # not transient: a retry would fail the same way
     localrule: True
     conda:
         "../../envs/cnnopt.yaml"

@@ -30,6 +30,7 @@ rule train:
         gpu=config["gpus_per_training"],
         mem_mb=6000,
         runtime=240,
+        attempt=lambda wildcards, attempt: attempt,  # 2, 3, ...: a retry (its log says so)
     params:
         spec=spec_json,
         checkpoint="results/checkpoints/{run}",

@@ -8,7 +8,11 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt import gpus, logs, runtime
 
-logs.setup(snakemake.log[0])
+# a retry (after a cancelled, preempted or timed-out attempt) shows every attempt's lines
+attempt = int(snakemake.resources.get("attempt", 1))
+log = logs.setup(snakemake.log[0], attempts=Path(snakemake.params.checkpoint) / "attempts.log",
+                 retry=attempt > 1)
+log.info("attempt %d of this job", attempt)
 
 # Take a free GPU (or SLURM's) before the framework starts: it only sees that one.
 with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):

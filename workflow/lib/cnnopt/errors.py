@@ -11,3 +11,8 @@ class ConfigError(CnnoptError):
 
 class DataError(CnnoptError):
     """The data source cannot be fetched, verified or decoded."""
+
+
+class Interrupted(CnnoptError):
+    """A training was told to stop (SIGTERM, SLURM's warning signal) and saved a checkpoint:
+    a retry of the same job resumes where it stopped."""

@@ -6,11 +6,14 @@ schedule, epochs, batch size, seed. Call :func:`cnnopt.runtime.configure` first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import data, io, models, optimizers, runtime, splits
+from .errors import Interrupted
 
 log = logging.getLogger("cnnopt.train")
 
@@ -36,13 +40,15 @@ class EpochShuffled(keras.utils.PyDataset):
     epoch's order is a permutation drawn from ``(seed, epoch)`` alone. So the batches of an
     epoch never depend on what ran before: a run resumed at epoch *k* sees exactly the batches
     an uninterrupted run saw from epoch *k* on. Fit it with ``steps_per_epoch=steps`` and
-    ``shuffle=False``.
+    ``shuffle=False``. ``skip`` leaves out the first batches of epoch ``start`` (those a run
+    interrupted mid-epoch has already trained on).
     """
 
-    def __init__(self, x, y, batch_size: int, seed: int, epochs: int, start: int = 0):
+    def __init__(self, x, y, batch_size: int, seed: int, epochs: int, start: int = 0,
+                 skip: int = 0):
         super().__init__()
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
-        self.epochs, self.start = epochs, start
+        self.epochs, self.start, self.skip = epochs, start, skip
         self.steps = math.ceil(len(x) / batch_size)
         self._orders: dict[int, np.ndarray] = {}
 
@@ -52,10 +58,10 @@ class EpochShuffled(keras.utils.PyDataset):
         return self._orders[epoch]
 
     def __len__(self) -> int:
-        return self.steps * (self.epochs - self.start)
+        return self.steps * (self.epochs - self.start) - self.skip
 
     def __getitem__(self, index: int):
-        epoch, step = divmod(self.start * self.steps + index, self.steps)
+        epoch, step = divmod(self.start * self.steps + self.skip + index, self.steps)
         idx = np.sort(self.order(epoch)[step * self.batch_size:(step + 1) * self.batch_size])
         return self.x[idx], self.y[idx]
 
@@ -128,13 +134,27 @@ class Checkpoint(keras.callbacks.Callback):
     holds the optimizer's state and the dropout layers' seed-generator state, and the
     training batches depend only on (seed, epoch), so a resumed run continues exactly where
     the killed one stood. A checkpoint of other settings (another spec) is discarded.
+
+    Told to stop (``request_stop``, called by a SIGTERM or SLURM's warning signal), it saves
+    at the end of the current batch: the epoch's step and its running metrics go with the
+    weights, so a retry finishes that epoch from the next batch (``resume_step``) and loses
+    nothing; then it raises :class:`Interrupted`.
     """
 
-    def __init__(self, folder: Path, spec: dict, recorder: EpochRecorder):
+    def __init__(self, folder: Path, spec: dict, recorder: EpochRecorder, steps: int):
         super().__init__()
         self.folder = Path(folder)
         self.recorder = recorder
+        self.steps = steps
         self.fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+        self.stop_signal: str | None = None
+        self.resume_step = 0
+        self._partial: dict | None = None  # the interrupted epoch's state, until it resumes
+        self._offset = 0
+
+    def request_stop(self, signum, frame=None) -> None:
+        """A signal handler: stop after the current batch, with a checkpoint."""
+        self.stop_signal = signal.Signals(signum).name
 
     @property
     def state_path(self) -> Path:
@@ -154,17 +174,56 @@ class Checkpoint(keras.callbacks.Callback):
         for variable in _seed_states(model):  # save_weights leaves these out
             variable.assign(np.asarray(state["seed_states"][variable.path], dtype=variable.dtype))
         self.recorder.resume(state["history"])
-        log.info("resuming from the checkpoint after epoch %d", state["epoch"])
+        self.resume_step = int(state.get("step", 0))
+        if self.resume_step:
+            self._partial = state["partial"]
+            log.info("resuming from the checkpoint in epoch %d, after step %d of %d",
+                     state["epoch"] + 1, self.resume_step, self.steps)
+        else:
+            log.info("resuming from the checkpoint after epoch %d", state["epoch"])
         return int(state["epoch"])
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # runs after Keras has reset the metrics and after the recorder's on_epoch_begin
+        self._offset = 0
+        if self._partial is not None:
+            for variable, value in zip(self.model.metrics_variables, self._partial["metrics"],
+                                       strict=True):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+            self.recorder.learning_rate = self._partial["learning_rate"]
+            self.recorder.started -= self._partial["seconds"]
+            self._offset, self._partial = self.resume_step, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._offset + batch + 1
+        if self.stop_signal and step < self.steps:
+            epoch = len(self.recorder.rows)  # epochs finished before this one
+            self._save(epoch, step, {
+                "metrics": [keras.ops.convert_to_numpy(v).tolist() for v in self.model.metrics_variables],
+                "learning_rate": self.recorder.learning_rate,
+                "seconds": time.perf_counter() - self.recorder.started,
+            })
+            raise Interrupted(f"{self.stop_signal} in epoch {epoch + 1}: stopped after step {step} of "
+                              f"{self.steps} with a checkpoint; running the job again resumes there")
+
     def on_epoch_end(self, epoch, logs=None):
-        weights = f"epoch-{epoch + 1:04d}.weights.h5"
+        self._save(epoch + 1)
+        if self.stop_signal:
+            raise Interrupted(f"{self.stop_signal}: stopped after epoch {epoch + 1} with a "
+                              "checkpoint; running the job again resumes there")
+
+    def _save(self, epochs_done: int, step: int = 0, partial: dict | None = None) -> None:
+        if hasattr(self.model, "jax_state_sync"):  # JAX keeps the live state outside the variables
+            self.model.jax_state_sync()
+        weights = f"epoch-{epochs_done:04d}-step-{step:06d}.weights.h5"
         with io.atomic_path(self.folder / weights) as tmp:
             self.model.save_weights(tmp)
         seeds = {v.path: keras.ops.convert_to_numpy(v).tolist() for v in _seed_states(self.model)}
-        io.write_json(self.state_path, {"fingerprint": self.fingerprint, "epoch": epoch + 1,
-                                        "weights": weights, "seed_states": seeds,
-                                        "history": self.recorder.rows})
+        state = {"fingerprint": self.fingerprint, "epoch": epochs_done, "weights": weights,
+                 "seed_states": seeds, "history": self.recorder.rows}
+        if step:
+            state |= {"step": step, "partial": partial}
+        io.write_json(self.state_path, state)
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != weights:
                 old.unlink()
@@ -224,18 +283,31 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
     recorder = EpochRecorder(spec["epochs"])
     divergence = StopOnDivergence()
     callbacks = [divergence, recorder]
-    done = 0
+    done = skip = 0
     if checkpoint is not None:
-        saver = Checkpoint(checkpoint, spec, recorder)
+        saver = Checkpoint(checkpoint, spec, recorder, steps)
+        if saver.state_path.exists():
+            # the compiled metrics get their variables on first use: make them now, on one
+            # image in inference mode (no weight, statistic or random state changes)
+            model.evaluate(x_train[:1], y_train[:1], verbose=0)
         done = saver.restore(model)
+        skip = saver.resume_step
         callbacks.append(saver)
-    if done < spec["epochs"] and not _diverged(recorder.rows):
-        batches = EpochShuffled(x_train, y_train, spec["batch_size"], spec["seed"],
-                                spec["epochs"], start=done)
-        model.fit(batches, epochs=spec["epochs"], initial_epoch=done, steps_per_epoch=steps,
+
+    def fit(epochs: int, steps_per_epoch: int) -> None:
+        batches = EpochShuffled(x_train, y_train, spec["batch_size"], spec["seed"], epochs,
+                                start=done, skip=skip)
+        model.fit(batches, epochs=epochs, initial_epoch=done, steps_per_epoch=steps_per_epoch,
                   shuffle=False, validation_data=validation,
                   validation_batch_size=max(spec["batch_size"], 256), verbose=0,
                   callbacks=callbacks)
+
+    with _stop_requests(saver.request_stop if checkpoint is not None else None):
+        if skip and not _diverged(recorder.rows):  # first the rest of the interrupted epoch
+            fit(done + 1, steps - skip)
+            done, skip = len(recorder.rows), 0
+        if done < spec["epochs"] and not _diverged(recorder.rows) and not divergence.epoch:
+            fit(spec["epochs"], steps)
     history = recorder.frame()
 
     diverged_epoch = divergence.epoch or _diverged(recorder.rows)
@@ -270,6 +342,26 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
     if checkpoint is not None:
         saver.clear()
     return metrics
+
+
+#: Signals that ask a training to stop with a checkpoint: SIGTERM (scancel, a time limit, a
+#: preemption; SLURM sends SIGKILL a grace period later) and SIGUSR1 (a warning that SLURM can
+#: be asked to send before the limit, sbatch --signal=USR1@<seconds>).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _stop_requests(handler):
+    """Route the stop signals to ``handler`` (None: leave them alone) for the block."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
 
 
 def _seed_states(model: keras.Model) -> list:
