@@ -66,6 +66,31 @@ def test_blocks_model_switches_batch_norm_dropout_and_l2():
     assert model.output_shape == (None, 10)
 
 
+def test_resnet20_is_he_et_als_cifar_network():
+    model = models.build({"architecture": "resnet", "filters": [16, 32, 64], "depth": 20})
+    assert model.output_shape == (None, 10) and model.name == "resnet20"
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    # 1 stem conv + 3 stages x 3 blocks x 2 convs, + 2 projection shortcuts (1x1, stride 2)
+    assert len(convs) == 1 + 18 + 2
+    assert [c.kernel_size for c in convs].count((1, 1)) == 2
+    assert sum(type(layer).__name__ == "Add" for layer in model.layers) == 9
+    assert 0.26e6 < model.count_params() < 0.28e6  # the paper's 0.27 M
+    deeper = models.build({"architecture": "resnet", "filters": [16, 32, 64], "depth": 32})
+    assert sum(type(layer).__name__ == "Add" for layer in deeper.layers) == 15
+
+
+def test_resnet_specs_are_checked_and_cleaned():
+    cfg = {"defaults": {"model": {"filters": [16, 32, 64]}}, "optimizers": {"adam": {}},
+           "variants": {"r": {"role": "extra", "model": {"architecture": "resnet", "dropout": 0.3}}},
+           "grid": [{"optimizers": ["adam"], "variants": ["r"]}]}
+    model = cnnconfig.run_spec(cnnconfig.validate(cfg), "adam", "r", 0)["model"]
+    assert model["depth"] == 20 and "dropout" not in model and "dense" not in model
+    for bad, key in (({"depth": 21}, "depth"), ({"filters": [16, 32]}, "filters")):
+        broken = cnnconfig.deep_merge(cfg, {"variants": {"r": {"model": bad}}})
+        with pytest.raises(cnnconfig.ConfigError, match=f"model/{key}"):
+            cnnconfig.run_spec(cnnconfig.validate(broken), "adam", "r", 0)
+
+
 @pytest.mark.parametrize("staircase", [False, True])
 def test_exponential_schedule_follows_the_papers_formula(staircase):
     spec = {"type": "exponential", "decay_rate": 0.5, "decay_step": 2, "staircase": staircase}
@@ -85,6 +110,12 @@ def test_optimizer_hyperparameters_reach_keras():
     assert rms.rho == 0.95 and float(rms.learning_rate) == pytest.approx(0.001)
     sgd_default = optimizers.build({"name": "sgd"}, {"type": "constant"}, 10)
     assert float(sgd_default.learning_rate) == pytest.approx(0.01)
+    lion = optimizers.build({"name": "lion", "learning_rate": 3e-4, "beta_1": 0.95},
+                            {"type": "constant"}, 10)
+    assert type(lion).__name__ == "Lion" and lion.beta_1 == 0.95
+    amsgrad = optimizers.build({"name": "adam", "amsgrad": True}, {"type": "constant"}, 10)
+    nadam = optimizers.build({"name": "nadam"}, {"type": "constant"}, 10)
+    assert amsgrad.amsgrad and type(nadam).__name__ == "Nadam"
 
 
 def test_stratified_split_keeps_class_proportions():

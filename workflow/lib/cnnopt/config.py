@@ -19,7 +19,11 @@ OPTIMIZER_ARGUMENTS = {
     "adamax": {"learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm"},
     "nadam": {"learning_rate", "beta_1", "beta_2", "epsilon", "weight_decay", "clipnorm"},
     "rmsprop": {"learning_rate", "rho", "momentum", "epsilon", "weight_decay", "clipnorm"},
+    "lion": {"learning_rate", "beta_1", "beta_2", "weight_decay", "clipnorm"},
 }
+#: The model keys a ResNet uses (the conv-block keys of ``blocks`` do not apply to it).
+RESNET_KEYS = ("architecture", "filters", "depth", "l2", "augment_flip", "augment_translate",
+               "label_smoothing", "tta_flip", "precision")
 
 #: A stratified subset needs at least one image per class (CIFAR-10 has ten).
 MIN_IMAGES = 10
@@ -247,6 +251,14 @@ def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
     model = deep_merge(deep_merge(defaults["model"], var.get("model")), own.get("model"))
     if model["architecture"] == "tutorial":  # a fixed model: the block settings do not apply
         model = {"architecture": "tutorial"}
+    elif model["architecture"] == "resnet":
+        model = {"depth": 20} | {k: model[k] for k in RESNET_KEYS if k in model}
+        if (model["depth"] - 2) % 6:
+            raise ConfigError(f"config key variants/{variant}/model/depth: a CIFAR ResNet has "
+                              f"6n + 2 layers (8, 14, 20, 32, ...), not {model['depth']}")
+        if len(model["filters"]) != 3:
+            raise ConfigError(f"config key variants/{variant}/model/filters: a CIFAR ResNet has "
+                              "three stages, one filter count each (ResNet-20: [16, 32, 64])")
     return {
         "run_id": run_id(optimizer, variant, seed),
         "optimizer": optimizer,

@@ -7,6 +7,9 @@ dropout), dense layers with dropout, and a softmax output; L2 acts on every kern
 recipe, ``config/fast.yaml``): per block Conv-MaxPool-BatchNorm-ReLU then more
 Conv-BatchNorm-ReLU, global max pooling and one softmax layer.
 
+``resnet`` is He et al.'s CIFAR ResNet (ResNet-20 by default), the paper's "deeper
+architectures" of future work.
+
 ``augment_flip`` and ``augment_translate`` put Keras' random flip and translation layers in
 front of ``blocks`` and ``fast`` models; like every Keras random preprocessing layer they act
 only in training and pass images through unchanged at inference.
@@ -118,6 +121,39 @@ def fast(spec: dict, num_classes: int) -> keras.Model:
     return keras.Sequential(stack, name="fast_cnn")
 
 
+def resnet(spec: dict, num_classes: int) -> keras.Model:
+    """He et al. (2016)'s ResNet for CIFAR-10: a 3x3 conv, three stages of n basic blocks
+    (two 3x3 Conv-BN, ReLU, identity shortcut), depth = 6n + 2, global average pooling and a
+    softmax layer. The first block of stages 2 and 3 halves the size with stride 2; its
+    shortcut is a 1x1 Conv-BN projection. ResNet-20 (filters 16/32/64): 0.27 M parameters.
+    """
+    reg = _regularizer(spec.get("l2", 0.0))
+    n = (spec.get("depth", 20) - 2) // 6
+
+    def conv_bn(x, filters, strides=1, kernel=3):
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                          kernel_initializer="he_normal", kernel_regularizer=reg)(x)
+        return layers.BatchNormalization()(x)
+
+    inputs = keras.Input(INPUT_SHAPE)
+    x = inputs
+    for layer in _augmentation(spec):
+        x = layer(x)
+    x = layers.Rescaling(1.0 / 255)(x)
+    x = layers.Activation("relu")(conv_bn(x, spec["filters"][0]))
+    for stage, filters in enumerate(spec["filters"]):
+        for block in range(n):
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = layers.Activation("relu")(conv_bn(x, filters, strides))
+            y = conv_bn(y, filters)
+            shortcut = conv_bn(x, filters, strides, kernel=1) if strides > 1 else x
+            x = layers.Activation("relu")(layers.Add()([shortcut, y]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg,
+                           dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"resnet{6 * n + 2}")
+
+
 def build(spec: dict, num_classes: int = 10) -> keras.Model:
     """The model a run's ``model`` spec describes."""
     if spec.get("precision", "float32") != "float32":  # e.g. mixed_bfloat16: Keras' dtype policy
@@ -131,4 +167,6 @@ def build(spec: dict, num_classes: int = 10) -> keras.Model:
         return tutorial(num_classes)
     if spec["architecture"] == "fast":
         return fast(spec, num_classes)
+    if spec["architecture"] == "resnet":
+        return resnet(spec, num_classes)
     return blocks(spec, num_classes)

@@ -13,6 +13,7 @@ CLASSES = {
     "adamax": keras.optimizers.Adamax,
     "nadam": keras.optimizers.Nadam,
     "rmsprop": keras.optimizers.RMSprop,
+    "lion": keras.optimizers.Lion,
 }
 
 
