@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from cnnopt.train import train
 spec = json.loads(Path({spec!r}).read_text())
 out = Path({out!r})
 train(spec, Path({arrays!r}), {{n: out / f"{{n}}.out" for n in ("history", "metrics", "spec")}}
-      | {{"model": out / "model.keras"}}, checkpoint=out / "checkpoint")
+      | {{"model": out / "model.keras"}}, checkpoint=out / "checkpoint", retry={retry})
 """
 COMPARED = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 
@@ -61,7 +62,7 @@ def start(setup, name):
     out = root / name
     out.mkdir()
     script = DRIVER.format(lib=str(ROOT / "workflow" / "lib"), log=str(out / "train.log"),
-                           spec=str(spec), out=str(out), arrays=str(arrays))
+                           spec=str(spec), out=str(out), arrays=str(arrays), retry=False)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     return proc, out
@@ -105,7 +106,8 @@ def assert_same_run(out, twin):
     b = json.loads((twin / "metrics.out").read_text())
     assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-6)
     assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-5)
-    assert not (out / "checkpoint").exists()  # removed once the outputs are written
+    # once the outputs are written, the checkpoint keeps links to them and no epoch state
+    assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["finished"]
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +131,12 @@ def test_sigkill_then_resume_matches_uninterrupted_twin(setup, twin, when):
     assert_same_run(out, twin)
 
 
-def resume(setup, out):
+def resume(setup, out, retry=False):
+    (out / "resumed.log").unlink(missing_ok=True)
     resumed = subprocess.run(
         [sys.executable, "-c", DRIVER.format(
             lib=str(ROOT / "workflow" / "lib"), log=str(out / "resumed.log"),
-            spec=str(setup[2]), out=str(out), arrays=str(setup[1]))],
+            spec=str(setup[2]), out=str(out), arrays=str(setup[1]), retry=retry)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert resumed.returncode == 0, (out / "resumed.log").read_text()[-2000:]
@@ -161,6 +164,27 @@ def test_a_stop_signal_saves_mid_epoch_and_the_retry_loses_no_batch(setup, twin,
     log = resume(setup, out)
     assert f"resuming from the checkpoint in epoch 3, after step {state['step']} of {steps}" in log
     assert log.count("epoch 3/4") == 1 and log.count("epoch 4/4") == 1
+    assert_same_run(out, twin)
+
+
+def test_a_retry_of_a_job_stopped_after_its_outputs_were_written_restores_them(setup, twin, tmp_path):
+    """SLURM's time limit can land after the training has written its outputs and before
+    Snakemake has seen the job end; Snakemake then deletes the outputs and retries. The retry
+    restores them from the checkpoint, trains nothing, and a new job (attempt 1) trains afresh."""
+    out = tmp_path / "stopped-at-the-end"
+    shutil.copytree(twin, out)
+    outputs = ["history.out", "metrics.out", "spec.out", "model.keras"]
+    written = {name: (out / name).read_bytes() for name in outputs}
+    for name in outputs:  # what Snakemake does to the outputs of a failed job
+        (out / name).unlink()
+    log = resume(setup, out, retry=True)
+    assert "they are restored, nothing is trained again" in log
+    assert "epoch 1/4" not in log
+    assert {name: (out / name).read_bytes() for name in outputs} == written
+    assert_same_run(out, twin)
+
+    log = resume(setup, out, retry=False)  # a new job of the same run: trained again
+    assert "restored" not in log and "epoch 4/4" in log
     assert_same_run(out, twin)
 
 
@@ -195,4 +219,4 @@ def test_snakemake_rerun_incomplete_resumes_a_killed_training(tmp_path):
     assert "resuming from the checkpoint after epoch" in log
     history = pd.read_csv(wf / "results/runs/adam-initial-s0/history.csv")
     assert list(history["epoch"]) == [1, 2, 3, 4, 5, 6]
-    assert not state.parent.exists()
+    assert not state.exists() and (state.parent / "finished" / "metrics").exists()

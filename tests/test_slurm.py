@@ -179,18 +179,20 @@ def test_a_cancelled_training_is_resubmitted_and_ends_like_an_uninterrupted_twin
 
 
 def test_a_training_longer_than_its_time_limit_finishes_through_retries(cluster, tmp_path):
-    """runtime 1 minute for about two minutes of work: SLURM ends each attempt at its limit
-    (TIMEOUT, SIGTERM then SIGKILL); each retry resumes where the last one saved."""
+    """runtime 1 minute for about three minutes of work: SLURM ends each attempt at its limit
+    (TIMEOUT, SIGTERM then SIGKILL); each retry resumes where the last one saved, or restores
+    the outputs when the limit landed after they were written."""
     archive = tmp_path / "cifar-10-python.tar.gz"
     md5 = make_canonical_python_archive(archive, n_train_per_class=500, n_test_per_class=10)
     target = "results/runs/adam-initial-s0/metrics.json"
     args = [target, *config_args(
         data_source=archive, data_checksum=f"md5:{md5}", validation_size=500,
         max_train_images=0, max_test_images=0, threads=1, deterministic="true",
-        variants="{initial: {epochs: 24}}")]
+        variants="{initial: {epochs: 48}}")]
     wf = copy_workflow(tmp_path / "wf")
     started = time.monotonic()
-    proc = subprocess.run([str(SNAKEMAKE), "--set-resources", "train:runtime=1", *CLUSTER_OPTIONS,
+    proc = subprocess.run([str(SNAKEMAKE), "--set-resources", "train:runtime=1", "--retries", "8",
+                           *CLUSTER_OPTIONS,
                            *args], cwd=wf, env=_env(cluster), text=True, timeout=900,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seconds = time.monotonic() - started
@@ -198,13 +200,11 @@ def test_a_training_longer_than_its_time_limit_finishes_through_retries(cluster,
     assert "TIMEOUT" in proc.stdout, proc.stdout[-3000:]
     text = (wf / "results/logs/train/adam-initial-s0.log").read_text()
     attempts = re.findall(r"attempt (\d+) of this job", text)
-    resumed = re.findall(r"resuming from the checkpoint (?:after epoch \d+|in epoch \d+, after step \d+)", text)
+    resumed = re.findall(r"resuming from the checkpoint (?:after epoch \d+|in epoch \d+, after step \d+)"
+                         r"|outputs before it was stopped: they are restored", text)
     print(f"finished in {seconds:.0f} s through attempts {attempts}; {resumed}")
-    # every attempt after the first resumes; the first attempt's lines can be missing when
-    # SLURM kills it before its first write reaches the shared attempts log (seen once)
-    numbers = [int(a) for a in attempts]
-    assert numbers == sorted(set(numbers)) and numbers[-1] >= 2, text[-3000:]
-    assert len(resumed) == len([n for n in numbers if n > 1]), text[-3000:]
+    assert len(attempts) >= 2 and attempts == [str(i) for i in range(1, len(attempts) + 1)], text[-3000:]
+    assert len(resumed) == len(attempts) - 1, text[-3000:]
     twin = copy_workflow(tmp_path / "twin")  # the same training in one go, on this host
     local = snakemake(twin, "--cores", "1", *args)
     assert local.returncode == 0, local.stdout[-3000:]

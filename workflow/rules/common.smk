@@ -12,7 +12,7 @@ sys.path.insert(0, str(LIB))
 
 from cnnopt import codeversion
 from cnnopt import config as cnnconfig
-from cnnopt.figure_names import FIGURES as FIGURE_NAMES, optimizer_figure_name
+from cnnopt.figure_names import FIGURES as FIGURE_NAMES, optimizer_figure_name, tuning_figure_name
 from cnnopt.data import is_url
 from cnnopt.errors import ConfigError
 
@@ -23,12 +23,20 @@ except ConfigError as _error:
 config.clear()
 config.update(_validated)
 
-RUNS = cnnconfig.expand_runs(config)
+# The study's runs (the grid: what aggregate, figures and report read), then the tuning
+# block's learning-rate candidates and tuned runs (workflow/rules/tuning.smk).
+STUDY_RUNS = cnnconfig.expand_runs(config)
+TUNING_RUNS = cnnconfig.expand_tuning(config)
+RUNS = STUDY_RUNS | TUNING_RUNS
 # A run whose spec equals an earlier run's but for its names is not trained again: rule
 # share_run copies the trained run's folder under its name (cnnopt.config.shared_runs).
 SHARED = cnnconfig.shared_runs(RUNS)
 TRAINED = [rid for rid in RUNS if rid not in SHARED]
-OPTIMIZERS_WITH_FINAL = sorted({s["optimizer"] for s in RUNS.values() if s["role"] == "final"})
+# Candidates are chosen on validation accuracy and never scored on the test set.
+EVALUATED = [rid for rid, spec in RUNS.items() if spec.get("score_test", True)]
+OPTIMIZERS_WITH_FINAL = sorted(
+    {s["optimizer"] for s in STUDY_RUNS.values() if s["role"] == "final"}
+)
 RUN_DIR = "results/runs/{run}"
 
 
@@ -55,9 +63,9 @@ def code_version(script):
     return codeversion.version(Path(workflow.basedir) / "workflow" / "scripts" / script)
 
 
-def run_files(name):
-    """``name`` (e.g. "metrics.json") of every run in the grid."""
-    return [f"results/runs/{rid}/{name}" for rid in RUNS]
+def run_files(name, runs=STUDY_RUNS):
+    """``name`` (e.g. "metrics.json") of every run in ``runs`` (default: the grid's)."""
+    return [f"results/runs/{rid}/{name}" for rid in runs]
 
 
 def download_name(url):

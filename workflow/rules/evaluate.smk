@@ -11,6 +11,8 @@ rule evaluate:
         "results/logs/evaluate/{run}.log",
     benchmark:
         "results/benchmarks/evaluate/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(EVALUATED),
     conda:
         "../../envs/cnnopt.yaml"
     threads: config["threads"]

@@ -5,9 +5,11 @@ REPORT_HTML = "results/report/report.html"
 
 rule report:
     input:
-        tables=list(TABLES.values()),
+        tables=list(TABLES.values()) + TUNING_REPORT_TABLES,
         summary=SUMMARY,
-        figures=list(FIGURES.values()) + list(OPTIMIZER_FIGURES.values()),
+        figures=list(FIGURES.values())
+        + list(OPTIMIZER_FIGURES.values())
+        + list(TUNING_FIGURES.values()),
         metrics=run_files("metrics.json"),
         runs=run_files("run.json"),
         histories=run_files("history.csv"),

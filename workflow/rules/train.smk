@@ -12,6 +12,7 @@ TRAIN_OUTPUTS = dict(
 rule train:
     input:
         arrays=DATA_ARRAYS,
+        choice=tuned_choice,  # a tuned run's selection file (its learning rate); else none
     output:
         **TRAIN_OUTPUTS,
     log:
@@ -34,6 +35,7 @@ rule train:
     params:
         spec=spec_json,
         checkpoint="results/checkpoints/{run}",
+        attempts="results/logs/attempts/train/{run}.log",  # every attempt's lines
         code=code_version("train.py"),
     script:
         "../scripts/train.py"

@@ -6,12 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import gpus, logs, runtime
+from cnnopt import gpus, logs, runtime, tuning
 
 # a retry (after a cancelled, preempted or timed-out attempt) shows every attempt's lines
 attempt = int(snakemake.resources.get("attempt", 1))
-log = logs.setup(snakemake.log[0], attempts=Path(snakemake.params.checkpoint) / "attempts.log",
-                 retry=attempt > 1)
+log = logs.setup(snakemake.log[0], attempts=snakemake.params.attempts, retry=attempt > 1)
 log.info("attempt %d of this job", attempt)
 
 # Take a free GPU (or SLURM's) before the framework starts: it only sees that one.
@@ -20,9 +19,13 @@ with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
 
     from cnnopt.train import train  # noqa: E402  (after the thread pools are configured)
 
+    spec = json.loads(snakemake.params.spec)
+    if snakemake.input.get("choice"):  # a tuned run: the rate its search chose
+        spec = tuning.apply_choice(spec, snakemake.input.choice)
     train(
-        json.loads(snakemake.params.spec),
+        spec,
         Path(snakemake.input.arrays),
         {name: Path(snakemake.output[name]) for name in ("model", "history", "metrics", "spec")},
         checkpoint=Path(snakemake.params.checkpoint),
+        retry=attempt > 1,
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import yaml
 
 from .errors import ConfigError
@@ -132,7 +134,11 @@ def validate(config: dict, schema: dict | None = None) -> dict:
         if 0 < config[key] < MIN_IMAGES:
             raise ConfigError(f"config key {key} = {config[key]}: fewer images than the "
                               f"{MIN_IMAGES} classes (use 0 for all, or at least {MIN_IMAGES})")
-    expand_runs(config)  # raises on duplicate run ids or bad per-optimizer settings
+    study = expand_runs(config)  # raises on duplicate run ids or bad per-optimizer settings
+    clash = sorted(set(study) & set(expand_tuning(config)))  # raises on a bad search
+    if clash:
+        raise ConfigError(f"config key tuning/searches: run {clash[0]!r} is also a run of the grid; "
+                          "rename the search or the variant")
     return config
 
 
@@ -274,7 +280,7 @@ def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
         "batch_size": own.get("batch_size", var.get("batch_size", defaults["batch_size"])),
         "validation_size": var.get("validation_size", config["validation_size"]),
         "split_seed": config["split_seed"],
-        "max_train_images": config["max_train_images"],
+        "max_train_images": var.get("max_train_images", config["max_train_images"]),
         "max_test_images": config["max_test_images"],
         "deterministic": config["deterministic"],
         "convergence_tolerance": config["convergence_tolerance"],
@@ -307,3 +313,101 @@ def load(path: str | Path, overrides: dict | None = None) -> dict:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
     return validate(deep_merge(raw, overrides))
+
+# ---------------------------------------------------------------- the tuning block
+#: The roles of the tuning runs: a learning-rate candidate, a run with the chosen rate.
+CANDIDATE, TUNED = "candidate", "tuned"
+
+
+def candidate_rates(rates) -> list[float]:
+    """The candidate learning rates of one optimizer, rounded to 3 significant digits, sorted."""
+    if isinstance(rates, dict):
+        low, high = float(rates["low"]), float(rates["high"])
+        if not 0 < low < high:
+            raise ConfigError(f"candidate rates: need 0 < low < high, got low {low:g}, high {high:g}")
+        if "points" in rates:
+            values = np.geomspace(low, high, int(rates["points"]))
+        else:
+            rng = np.random.default_rng(int(rates["seed"]))
+            values = 10 ** rng.uniform(math.log10(low), math.log10(high), int(rates["n"]))
+    else:
+        values = rates
+    out = sorted({float(f"{float(v):.3g}") for v in values})
+    if len(out) < 2:
+        raise ConfigError(f"candidate rates {rates}: a search needs at least two distinct rates")
+    return out
+
+
+def rate_token(rate: float) -> str:
+    """A rate as it appears in a run id: 3 significant digits ("0.001", "1e-05", "10")."""
+    return f"{rate:.3g}"
+
+
+def candidate_variant(search: str, rate: float) -> str:
+    return f"{search}_lr{rate_token(rate)}"
+
+
+def tuned_variant(search: str) -> str:
+    return f"{search}_tuned"
+
+
+def _variant(search: dict, role: str, label: str, per_optimizer: dict) -> dict:
+    keys = ("epochs", "batch_size", "model", "schedule", "max_train_images")
+    return {"role": role, "label": label, **{k: copy.deepcopy(search[k]) for k in keys if k in search},
+            "per_optimizer": per_optimizer}
+
+
+def expand_tuning(config: dict) -> dict[str, dict]:
+    """Every candidate and tuned run of the config's searches, keyed by run id.
+
+    Both kinds name their ``search``. A candidate has ``score_test`` false (the training skips
+    the test set). A tuned run's ``optimizer_config.learning_rate`` is None until
+    :func:`cnnopt.tuning.apply_choice` fills it in from its selection file; ``metric`` is how it was chosen.
+    """
+    block = config.get("tuning") or {}
+    runs: dict[str, dict] = {}
+    for name, search in (block.get("searches") or {}).items():
+        label = search.get("label", name)
+        if 0 < search.get("max_train_images", 0) < MIN_IMAGES:
+            raise ConfigError(f"config key tuning/searches/{name}/max_train_images = "
+                              f"{search['max_train_images']}: fewer images than the {MIN_IMAGES} classes")
+        for opt, entry in search["optimizers"].items():
+            if opt not in config["optimizers"]:
+                raise ConfigError(f"config key tuning/searches/{name}/optimizers: unknown optimizer "
+                                  f"{opt!r}; defined: {', '.join(sorted(config['optimizers']))}")
+            fixed = dict(entry.get("optimizer") or {})
+            if "learning_rate" in fixed:
+                raise ConfigError(f"config key tuning/searches/{name}/optimizers/{opt}/optimizer: "
+                                  "learning_rate is what the search chooses (list it in rates)")
+            try:
+                rates = candidate_rates(entry["rates"])
+            except ConfigError as exc:
+                raise ConfigError(f"config key tuning/searches/{name}/optimizers/{opt}/rates: {exc}") from None
+            cfg = copy.deepcopy(config)
+            for rate in rates:
+                vname = candidate_variant(name, rate)
+                cfg["variants"][vname] = _variant(
+                    search, CANDIDATE, f"{label}: candidate learning rate {rate:g}",
+                    {opt: {"optimizer": fixed | {"learning_rate": rate}}})
+                spec = run_spec(cfg, opt, vname, block["seed"]) | {"search": name, "score_test": False}
+                runs[spec["run_id"]] = spec
+            vname = tuned_variant(name)
+            cfg["variants"][vname] = _variant(search, TUNED, f"{label}: the chosen learning rate",
+                                              {opt: {"optimizer": fixed}})
+            for seed in block["seeds"]:
+                spec = run_spec(cfg, opt, vname, seed) | {"search": name, "metric": block["metric"]}
+                spec["optimizer_config"]["learning_rate"] = None  # apply_choice fills it in
+                runs[spec["run_id"]] = spec
+    return runs
+
+
+def tuning_candidates(runs: dict[str, dict], search: str, optimizer: str) -> dict[str, float]:
+    """Run id -> learning rate of the candidates of ``optimizer`` in ``search``."""
+    return {rid: s["optimizer_config"]["learning_rate"] for rid, s in runs.items()
+            if s["role"] == CANDIDATE and s["search"] == search and s["optimizer"] == optimizer}
+
+
+def tuned_runs(runs: dict[str, dict], search: str | None = None, optimizer: str | None = None) -> list[str]:
+    """The run ids of the tuned runs (of ``search`` and ``optimizer`` when given)."""
+    return [rid for rid, s in runs.items() if s["role"] == TUNED
+            and search in (None, s["search"]) and optimizer in (None, s["optimizer"])]

@@ -19,3 +19,12 @@ def optimizer_figure_name(optimizer: str) -> str:
 def figure_optimizer(name: str) -> str | None:
     """The optimizer of a per-optimizer figure name (inverse of ``optimizer_figure_name``)."""
     return name[len(OPTIMIZER_FIGURE_PREFIX):] if name.startswith(OPTIMIZER_FIGURE_PREFIX) else None
+
+
+#: The learning-rate search's figure is named this prefix plus the search.
+TUNING_FIGURE_PREFIX = "tuning_"
+
+
+def tuning_figure_name(search: str) -> str:
+    """The name (file stem) of a search's accuracy-against-rate figure, e.g. "tuning_blocks"."""
+    return TUNING_FIGURE_PREFIX + search

@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 
 from . import io  # noqa: E402
 from .errors import CnnoptError  # noqa: E402
-from .figure_names import FIGURES, figure_optimizer, optimizer_figure_name  # noqa: E402,F401
+from .figure_names import FIGURES, figure_optimizer, optimizer_figure_name, tuning_figure_name  # noqa: E402,F401
 from .runs import Run, Runs, optimizer_label, read_run, read_runs, shown_run  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -283,3 +283,36 @@ def make_all(run_dirs, table1_csv, summary_json, outputs: dict, optimizer_output
     else:
         written.append(confusion_matrix(runs[best], outputs["confusion_best"]))
     return written
+
+
+def tuning_curves(candidates_csv, search: str, out) -> Path:
+    """Validation accuracy against learning rate in one search: a curve per optimizer (log x).
+
+    The chosen rate of each optimizer is a filled marker; a diverged candidate is an ``x`` on
+    the x axis (it scored nothing and was never chosen).
+    """
+    table = pd.read_csv(candidates_csv)
+    table = table[table["search"] == search]
+    if table.empty:
+        return placeholder(out, f"Search {search} has no candidates.")
+    colors = palette(table["optimizer"])
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    for opt, grp in table.groupby("optimizer", sort=False):
+        grp = grp.sort_values("learning_rate")
+        ok = grp[~grp["diverged"].astype(bool)]
+        ax.plot(ok["learning_rate"], ok["score"], "o-", color=colors[opt], mfc="white", ms=5,
+                label=optimizer_label(opt))
+        chosen = grp[grp["chosen"].astype(bool)]
+        ax.plot(chosen["learning_rate"], chosen["score"], "o", color=colors[opt], ms=9)
+        bad = grp[grp["diverged"].astype(bool)]
+        ax.plot(bad["learning_rate"], np.zeros(len(bad)), "x", color=colors[opt], ms=9, mew=2,
+                clip_on=False)
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(f"Learning-rate search {search}: filled = chosen, x = diverged")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, out, list(table["run_id"]))

@@ -33,4 +33,6 @@ PAPER_TABLE1 = {
     },
 }
 
-OPTIMIZER_LABELS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamax": "Adamax"}
+OPTIMIZER_LABELS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamax": "Adamax",
+                    # the paper's future work (config/future.yaml)
+                    "nadam": "Nadam", "amsgrad": "AMSGrad", "adamw": "AdamW", "lion": "Lion"}

@@ -20,9 +20,9 @@ import jinja2
 import pandas as pd
 import yaml
 
-from . import io, report_tables, report_text, verdicts
+from . import io, report_future, report_tables, report_text, verdicts
 from .errors import CnnoptError
-from .figures import optimizer_figure_name
+from .figure_names import TUNING_FIGURE_PREFIX, optimizer_figure_name
 from .formatting import FILTERS
 from .paper import PAPER_AUTHORS, PAPER_TITLE
 from .runs import Runs, optimizer_label, optimizer_order, read_runs, shown_run
@@ -100,8 +100,13 @@ def _comparison(runs: Runs, table1: pd.DataFrame, figs: dict[str, Path], best) -
 
 
 def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run_dirs,
-                  manifest_json, config: dict, provenance: dict, claims_csv=None) -> dict:
-    """Every value the template shows, computed from the workflow's outputs."""
+                  manifest_json, config: dict, provenance: dict, claims_csv=None,
+                  tuning: Mapping | None = None) -> dict:
+    """Every value the template shows, computed from the workflow's outputs.
+
+    ``tuning`` maps the tuning tables (``report_future.TABLES``) to their CSV files; without
+    it the report has no "Future work, answered" section.
+    """
     config = config or {}
     runs_df = _read_csv(runs_csv, "runs")
     claims = (_read_csv(claims_csv, "claims") if claims_csv is not None
@@ -136,6 +141,10 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "best_run_id": best_id,
         "per_class": report_tables.per_class_rows(best),
         "conclusions": report_text.conclusions(summ, claims, data),
+        "future": report_future.future_section(
+            {name: _read_csv(tuning[name], name) for name in report_future.TABLES},
+            {key: figure_uri(path) for key, path in figs.items()
+             if key.startswith(TUNING_FIGURE_PREFIX)}, config) if tuning else [],
         "config_yaml": yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False,
                                       allow_unicode=True, default_flow_style=False),
         "versions": report_tables.version_rows(runs),
@@ -160,7 +169,8 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
     """Write the self-contained HTML report to ``out_html``.
 
     ``tables`` maps "claims", "runs", "table1", "ablation" and "summary" to the aggregate
-    outputs; ``figures`` maps figure names (e.g. "final_accuracy", "optimizer_adam") to PNG
+    outputs, and "tuning_candidates", "tuned" and "tuned_claims" to the tuning tables when
+    the config has searches; ``figures`` maps figure names (e.g. "final_accuracy", "optimizer_adam") to PNG
     paths, or is a list of PNG paths named by their stem; ``provenance`` is what
     ``provenance.collect_provenance`` returns. Nothing is written if any step fails.
     """
@@ -171,7 +181,8 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
     if missing:
         raise CnnoptError(f"report needs the aggregate table(s): {', '.join(missing)}")
     ctx = build_context(tables["runs"], tables["table1"], tables["ablation"], tables["summary"],
-                        figures, run_dirs, manifest_json, config, provenance, tables["claims"])
+                        figures, run_dirs, manifest_json, config, provenance, tables["claims"],
+                        tuning={k: tables[k] for k in report_future.TABLES if k in tables} or None)
     try:
         html = environment(template_path.parent).get_template(template_path.name).render(**ctx)
     except jinja2.TemplateError as exc:

@@ -228,8 +228,46 @@ class Checkpoint(keras.callbacks.Callback):
             if old.name != weights:
                 old.unlink()
 
-    def clear(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    @property
+    def finished_path(self) -> Path:
+        return self.folder / "finished"
+
+    def finish(self, outputs: dict) -> None:
+        """Keep the written outputs (hard links) in place of the epoch state.
+
+        A job can be stopped after its training has written everything and before Snakemake
+        has seen it end (a time limit that lands then, as SLURM's does). Its retry then
+        restores these outputs (:meth:`restore_outputs`) instead of training again.
+        """
+        tmp = self.folder / "finished.part"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, path in outputs.items():
+            _link_or_copy(Path(path), tmp / name)
+        io.write_json(tmp / "state.json", {"fingerprint": self.fingerprint})
+        shutil.rmtree(self.finished_path, ignore_errors=True)
+        tmp.rename(self.finished_path)
+        self.state_path.unlink(missing_ok=True)
+        for old in self.folder.glob("epoch-*.weights.h5"):
+            old.unlink()
+
+    def restore_outputs(self, outputs: dict) -> dict | None:
+        """Put a finished training's outputs back; return its metrics (None: nothing kept)."""
+        state = self.finished_path / "state.json"
+        if not state.exists() or io.read_json(state).get("fingerprint") != self.fingerprint:
+            return None
+        for name, path in outputs.items():
+            with io.atomic_path(path) as tmp:
+                tmp.unlink()
+                _link_or_copy(self.finished_path / name, tmp)
+        return io.read_json(outputs["metrics"])
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        target.hardlink_to(source)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target)
 
 
 def convergence_epoch(val_accuracy: pd.Series, tolerance_points: float) -> int | None:
@@ -241,14 +279,25 @@ def convergence_epoch(val_accuracy: pd.Series, tolerance_points: float) -> int |
     return int(values.index[values >= best - tolerance_points / 100][0]) + 1
 
 
-def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = None) -> dict:
+def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = None,
+          retry: bool = False) -> dict:
     """Train the run ``spec`` on the cached arrays; write ``outputs``; return the metrics.
 
     ``outputs`` maps "model", "history", "metrics" and "spec" to file paths. Each file is
     written atomically once training has finished. With a ``checkpoint`` folder, every epoch
     is checkpointed there and a killed run started again resumes after its last finished
-    epoch; the folder is removed once the outputs are written.
+    epoch. Once the outputs are written, the folder keeps only links to them: a ``retry`` (a
+    later attempt of the same job) restores them if the job was stopped after that point; a
+    first attempt (a new job) discards them and trains afresh.
     """
+    if checkpoint is not None:
+        kept = Checkpoint(checkpoint, spec, None, 0)
+        restored = kept.restore_outputs(outputs) if retry else None
+        if restored is not None:
+            log.info("the previous attempt had finished this training and written its outputs "
+                     "before it was stopped: they are restored, nothing is trained again")
+            return restored
+        shutil.rmtree(kept.finished_path, ignore_errors=True)
     keras.utils.set_random_seed(spec["seed"])
     if spec.get("deterministic") and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -314,12 +363,16 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
     if diverged_epoch:
         log.warning("run %s diverged at epoch %d: training loss not finite or above %g",
                     spec["run_id"], diverged_epoch, DIVERGED_LOSS)
-    test_loss, test_accuracy = model.evaluate(sets["x_test"], sets["y_test"], batch_size=256, verbose=0)
+    if spec.get("score_test", True):
+        test_loss, test_accuracy = model.evaluate(sets["x_test"], sets["y_test"], batch_size=256, verbose=0)
+    else:  # a learning-rate candidate: chosen on validation, it never sees the test set
+        test_loss = test_accuracy = None
     train_seconds = float(history["seconds"].sum())
     metrics = {
         "run_id": spec["run_id"], "optimizer": spec["optimizer"], "variant": spec["variant"],
         "seed": spec["seed"], "role": spec["role"],
-        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+        "test_accuracy": None if test_accuracy is None else float(test_accuracy),
+        "test_loss": None if test_loss is None else float(test_loss),
         "train_seconds": train_seconds,
         "images_per_second": len(x_train) * len(history) / train_seconds if train_seconds else None,
         "epochs": spec["epochs"], "epochs_run": int(len(history)),
@@ -331,8 +384,10 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
         "versions": runtime.versions(),
         "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch,
     }
-    log.info("run %s: test accuracy %.2f %%, %.1f s of training, %.0f images/s",
-             spec["run_id"], 100 * test_accuracy, train_seconds, metrics["images_per_second"] or 0)
+    log.info("run %s: %s, best validation accuracy %.2f %%, %.1f s of training, %.0f images/s",
+             spec["run_id"], "not scored on the test set" if test_accuracy is None
+             else f"test accuracy {100 * test_accuracy:.2f} %", 100 * metrics["best_val_accuracy"],
+             train_seconds, metrics["images_per_second"] or 0)
 
     with io.atomic_path(outputs["model"]) as tmp:
         model.save(tmp)
@@ -340,7 +395,7 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
     io.write_json(outputs["spec"], spec)
     io.write_json(outputs["metrics"], metrics)
     if checkpoint is not None:
-        saver.clear()
+        saver.finish(outputs)
     return metrics
 
 

@@ -1,0 +1,124 @@
+# The paper's future work (config `tuning`, config/future.yaml): per search and optimizer, the
+# candidate rates train as ordinary runs (rule train), select picks one on validation accuracy,
+# and the tuned runs read it (rule train's `choice` input). When a selection changes, exactly
+# its tuned runs train again.
+
+SEARCHES = config["tuning"]["searches"]
+TUNING_CHOICE = "results/tuning/{search}/{optimizer}.json"
+TUNING_TABLES = {
+    name: f"results/tables/{name}.csv" for name in ("tuning_candidates", "tuned", "tuned_claims")
+}
+TUNING_FIGURES = {
+    tuning_figure_name(search): f"results/figures/{tuning_figure_name(search)}.png"
+    for search in SEARCHES
+}
+TUNED_RUNS = cnnconfig.tuned_runs(TUNING_RUNS)
+# What the report reads of the tuning study (nothing without searches).
+TUNING_REPORT_TABLES = list(TUNING_TABLES.values()) if SEARCHES else []
+
+
+def tuned_choice(wildcards):
+    """The selection file a tuned run takes its learning rate from ([] for other runs)."""
+    spec = RUNS.get(wildcards.run, {})
+    if spec.get("role") != cnnconfig.TUNED:
+        return []
+    return TUNING_CHOICE.format(search=spec["search"], optimizer=spec["optimizer"])
+
+
+def search_candidates(wildcards):
+    """Run id -> learning rate of the candidates of one optimizer in one search."""
+    return cnnconfig.tuning_candidates(RUNS, wildcards.search, wildcards.optimizer)
+
+
+# Without searches these rules are not defined (nothing asks for them).
+if SEARCHES:
+
+    rule select:
+        input:
+            metrics=lambda w: [f"results/runs/{rid}/metrics.json" for rid in search_candidates(w)],
+        output:
+            TUNING_CHOICE,
+        log:
+            "results/logs/select/{search}/{optimizer}.log",
+        benchmark:
+            "results/benchmarks/select/{search}/{optimizer}.tsv"
+        wildcard_constraints:
+            search=one_of(SEARCHES),
+            optimizer=one_of(config["optimizers"]),
+        retries: 0  # not transient: a retry would fail the same way
+        localrule: True
+        conda:
+            "../../envs/cnnopt.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            rates=search_candidates,
+            metric=config["tuning"]["metric"],
+            code=code_version("select.py"),
+        script:
+            "../scripts/select.py"
+
+    rule tuning_tables:
+        input:
+            choices=[
+                TUNING_CHOICE.format(search=s, optimizer=o)
+                for s, search in SEARCHES.items()
+                for o in search["optimizers"]
+            ],
+            metrics=run_files("metrics.json", TUNED_RUNS),
+            evaluations=run_files("evaluation.json", TUNED_RUNS),
+        output:
+            **{
+                name: report(
+                    path, caption=f"../../report/captions/{name}.rst", category="Future work"
+                )
+                for name, path in TUNING_TABLES.items()
+            },
+        log:
+            "results/logs/tuning_tables.log",
+        benchmark:
+            "results/benchmarks/tuning_tables.tsv"
+        retries: 0  # not transient: a retry would fail the same way
+        localrule: True
+        conda:
+            "../../envs/cnnopt.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        params:
+            labels={name: search.get("label", name) for name, search in SEARCHES.items()},
+            rules=config["verdicts"],
+            scale=config["scale"],
+            code=code_version("tuning_tables.py"),
+        script:
+            "../scripts/tuning_tables.py"
+
+    rule tuning_figures:
+        input:
+            candidates=TUNING_TABLES["tuning_candidates"],
+        output:
+            figures=report(
+                list(TUNING_FIGURES.values()),
+                caption="../../report/captions/tuning.rst",
+                category="Future work",
+            ),
+        log:
+            "results/logs/tuning_figures.log",
+        benchmark:
+            "results/benchmarks/tuning_figures.tsv"
+        retries: 0  # not transient: a retry would fail the same way
+        localrule: True
+        conda:
+            "../../envs/cnnopt.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        params:
+            searches=list(SEARCHES),
+            code=code_version("tuning_figures.py"),
+        script:
+            "../scripts/tuning_figures.py"

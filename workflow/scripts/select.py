@@ -1,0 +1,25 @@
+"""Choose one optimizer's learning rate in one search (rule select): cnnopt.tuning.select.
+
+snakemake.input.metrics    the candidates' results/runs/{run_id}/metrics.json
+snakemake.params.rates     run id -> learning rate of each candidate
+snakemake.params.metric    best_epoch | last_epoch (validation accuracy; never the test set)
+snakemake.output[0]        results/tuning/{search}/{optimizer}.json
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
+
+from cnnopt import logs
+from cnnopt.tuning import select
+
+logs.setup(snakemake.log[0])
+select(
+    snakemake.wildcards.search,
+    snakemake.wildcards.optimizer,
+    dict(snakemake.params.rates),
+    {Path(p).parent.name: Path(p) for p in snakemake.input.metrics},
+    snakemake.params.metric,
+    snakemake.output[0],
+)

@@ -1,0 +1,27 @@
+"""The tuning study's tables (rule tuning_tables): cnnopt.tuning_tables.tables.
+
+snakemake.input.choices      results/tuning/{search}/{optimizer}.json, every selection
+snakemake.input.metrics      the tuned runs' results/runs/{run_id}/metrics.json (folder = parent)
+snakemake.output.tuning_candidates, .tuned, .tuned_claims   the three CSV tables
+snakemake.params.labels      search -> label; .rules, .scale: the config's verdicts block, scale
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
+
+from cnnopt import logs
+from cnnopt.tuning_tables import tables
+
+logs.setup(snakemake.log[0])
+tables(
+    list(snakemake.input.choices),
+    [Path(p).parent for p in snakemake.input.metrics],
+    dict(snakemake.params.labels),
+    snakemake.output.tuning_candidates,
+    snakemake.output.tuned,
+    snakemake.output.tuned_claims,
+    rules=dict(snakemake.params.rules),
+    scale=snakemake.params.scale,
+)
