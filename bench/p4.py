@@ -102,7 +102,7 @@ def run(args) -> None:
             "spec": spec, "history": history, "train_seconds": metrics["train_seconds"],
             "job_wall_seconds": wall, "images_per_second": metrics["images_per_second"],
             "test_accuracy": evaluation["test_accuracy"],
-            "test_accuracy_no_tta": metrics["test_accuracy"],
+            "test_accuracy_no_tta": evaluation.get("test_accuracy_single_view", evaluation["test_accuracy"]),
             "best_val_accuracy": metrics["best_val_accuracy"],
             "final_val_accuracy": metrics["final_val_accuracy"],
             "params": metrics["params"], "versions": metrics["versions"],

@@ -287,8 +287,10 @@ def read_study(study: Path) -> dict | None:
     runs = []
     for metrics in sorted((study / "results" / "runs").glob("*/metrics.json")):
         m = json.loads(metrics.read_text())
-        runs.append({k: m.get(k) for k in ("run_id", "test_accuracy", "train_seconds",
-                                           "images_per_second", "epochs_run")})
+        scored = metrics.with_name("evaluation.json")  # the test set is scored by evaluate alone
+        ev = json.loads(scored.read_text()) if scored.is_file() else {}
+        runs.append({"test_accuracy": ev.get("test_accuracy")} | {
+            k: m.get(k) for k in ("run_id", "train_seconds", "images_per_second", "epochs_run")})
     result.update(study=str(study), runs=runs, wall_min=wall / 60)
     return result
 

@@ -267,8 +267,9 @@ def test_read_study_takes_wall_time_and_benchmarks(tmp_path):
     write_benchmark(bench / "figures.tsv", (4.0, 3.0))
     metrics = study / "results" / "runs" / "a-s0" / "metrics.json"
     metrics.parent.mkdir(parents=True)
-    metrics.write_text(json.dumps({"run_id": "a-s0", "test_accuracy": 0.75, "train_seconds": 990.0,
+    metrics.write_text(json.dumps({"run_id": "a-s0", "train_seconds": 990.0,
                                    "images_per_second": 900.0, "epochs_run": 8, "other": 1}))
+    metrics.with_name("evaluation.json").write_text(json.dumps({"test_accuracy": 0.75}))
     (tmp_path / "study.start").write_text("1000\n")
     (tmp_path / "study.end").write_text("2800\n")
     result = run.read_study(study)

@@ -336,8 +336,11 @@ def test_editing_any_library_file_reruns_exactly_the_rules_that_run_it(smoke_run
     files = sorted(p for p in (lib / "cnnopt").iterdir() if p.suffix in (".py", ".yaml"))
     assert len(files) > 15
     jobs_of = {}  # library file -> the rules planned again when it is edited
+    summary = [line.split("\t") for line in snakemake(wf, "--summary", *args).stdout.splitlines()
+               if "\t" in line]
+    in_dag = {row[summary[0].index("rule")] for row in summary[1:]}  # the smoke DAG's rules
     for path in files:
-        expected = {rule for rule, used in runs.items() if path in used}
+        expected = {rule for rule, used in runs.items() if path in used and rule in in_dag}
         with appended(path, "\n# edited\n"):
             proc = snakemake(wf, "--summary", *args)
         assert proc.returncode == 0, proc.stdout[-3000:]

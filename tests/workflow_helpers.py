@@ -51,3 +51,15 @@ def run_ids(*config_files: str | Path, **overrides) -> set[str]:
 def config_args(**values) -> list[str]:
     """``--config key=value ...`` for snakemake's command line."""
     return ["--config", *(f"{k}={v}" for k, v in values.items())] if values else []
+
+
+def assert_same_weights(model_a: Path, model_b: Path, atol: float = 1e-6) -> None:
+    """The two saved Keras models hold the same weights (to ``atol``): the same training.
+    (What the runs' test accuracies would say, without scoring the test set again.)"""
+    import keras
+    import numpy as np
+
+    a, b = (keras.saving.load_model(p, compile=False).get_weights() for p in (model_a, model_b))
+    assert len(a) == len(b) and len(a) > 0
+    for wa, wb in zip(a, b, strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=0, atol=atol)

@@ -360,9 +360,10 @@ def _variant(search: dict, role: str, label: str, per_optimizer: dict) -> dict:
 def expand_tuning(config: dict) -> dict[str, dict]:
     """Every candidate and tuned run of the config's searches, keyed by run id.
 
-    Both kinds name their ``search``. A candidate has ``score_test`` false (the training skips
-    the test set). A tuned run's ``optimizer_config.learning_rate`` is None until
-    :func:`cnnopt.tuning.apply_choice` fills it in from its selection file; ``metric`` is how it was chosen.
+    Both kinds name their ``search``. A candidate has ``score_test`` false: no ``evaluate`` job
+    scores it on the test set. A tuned run's ``optimizer_config.learning_rate`` is None until
+    :func:`cnnopt.tuning.apply_choice` fills it in from its selection file; ``metric`` says how
+    the rate is chosen.
     """
     block = config.get("tuning") or {}
     runs: dict[str, dict] = {}

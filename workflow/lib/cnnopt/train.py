@@ -284,7 +284,9 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
     """Train the run ``spec`` on the cached arrays; write ``outputs``; return the metrics.
 
     ``outputs`` maps "model", "history", "metrics" and "spec" to file paths. Each file is
-    written atomically once training has finished. With a ``checkpoint`` folder, every epoch
+    written atomically once training has finished. The test set is not scored here: rule
+    ``evaluate`` scores each run once (``cnnopt.evaluate``), and a learning-rate candidate
+    (``score_test`` false) never. With a ``checkpoint`` folder, every epoch
     is checkpointed there and a killed run started again resumes after its last finished
     epoch. Once the outputs are written, the folder keeps only links to them: a ``retry`` (a
     later attempt of the same job) restores them if the job was stopped after that point; a
@@ -363,16 +365,10 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
     if diverged_epoch:
         log.warning("run %s diverged at epoch %d: training loss not finite or above %g",
                     spec["run_id"], diverged_epoch, DIVERGED_LOSS)
-    if spec.get("score_test", True):
-        test_loss, test_accuracy = model.evaluate(sets["x_test"], sets["y_test"], batch_size=256, verbose=0)
-    else:  # a learning-rate candidate: chosen on validation, it never sees the test set
-        test_loss = test_accuracy = None
     train_seconds = float(history["seconds"].sum())
     metrics = {
         "run_id": spec["run_id"], "optimizer": spec["optimizer"], "variant": spec["variant"],
         "seed": spec["seed"], "role": spec["role"],
-        "test_accuracy": None if test_accuracy is None else float(test_accuracy),
-        "test_loss": None if test_loss is None else float(test_loss),
         "train_seconds": train_seconds,
         "images_per_second": len(x_train) * len(history) / train_seconds if train_seconds else None,
         "epochs": spec["epochs"], "epochs_run": int(len(history)),
@@ -384,10 +380,9 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
         "versions": runtime.versions(),
         "diverged": diverged_epoch is not None, "diverged_epoch": diverged_epoch,
     }
-    log.info("run %s: %s, best validation accuracy %.2f %%, %.1f s of training, %.0f images/s",
-             spec["run_id"], "not scored on the test set" if test_accuracy is None
-             else f"test accuracy {100 * test_accuracy:.2f} %", 100 * metrics["best_val_accuracy"],
-             train_seconds, metrics["images_per_second"] or 0)
+    log.info("run %s: best validation accuracy %.2f %%, %.1f s of training, %.0f images/s",
+             spec["run_id"], 100 * metrics["best_val_accuracy"], train_seconds,
+             metrics["images_per_second"] or 0)
 
     with io.atomic_path(outputs["model"]) as tmp:
         model.save(tmp)

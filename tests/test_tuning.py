@@ -1,0 +1,218 @@
+"""The learning-rate search: candidate rates, the runs a search expands to, the choice, the
+tuned runs' rate, and the tables and verdicts of the tuned comparison."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cnnopt import config as cnnconfig
+from cnnopt import tuning, tuning_tables, verdicts
+from cnnopt.errors import CnnoptError, ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def layered(*files, **overrides) -> dict:
+    merged: dict = {}
+    for path in ("config/config.yaml", *files):
+        merged = cnnconfig.deep_merge(merged, yaml.safe_load((ROOT / path).read_text()))
+    return cnnconfig.deep_merge(merged, overrides)
+
+
+def future() -> dict:
+    return cnnconfig.validate(layered("config/future.yaml"))
+
+
+# ---------------------------------------------------------------- candidate rates
+def test_a_log_spaced_grid_spans_low_to_high_in_equal_ratios():
+    rates = cnnconfig.candidate_rates({"low": 1e-4, "high": 1e-2, "points": 5})
+    assert rates == [1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2]
+    assert np.allclose(np.diff(np.log10(rates)), 0.5, atol=1e-3)
+
+
+def test_a_random_sample_is_log_uniform_seeded_and_inside_its_bounds():
+    spec = {"low": 1e-5, "high": 1.0, "n": 200, "seed": 7}
+    rates = cnnconfig.candidate_rates(spec)
+    assert rates == cnnconfig.candidate_rates(spec)  # the seed fixes it
+    assert rates != cnnconfig.candidate_rates(spec | {"seed": 8})
+    assert min(rates) >= 1e-5 and max(rates) <= 1.0
+    logs = np.log10(rates)  # log-uniform: about as many per decade
+    per_decade = np.histogram(logs, bins=5, range=(-5, 0))[0]
+    assert per_decade.min() > 20
+
+
+def test_a_list_is_sorted_and_rounded_to_three_digits():
+    assert cnnconfig.candidate_rates([0.1, 0.0123456, 10]) == [0.0123, 0.1, 10.0]
+
+
+@pytest.mark.parametrize("rates, needle", [
+    ({"low": 0.1, "high": 0.01, "points": 3}, "need 0 < low < high"),
+    ([0.01, 0.01], "at least two distinct rates"),
+])
+def test_bad_candidate_rates_are_refused_in_one_line(rates, needle):
+    cfg = layered("config/future.yaml")
+    cfg["tuning"]["searches"]["blocks"]["optimizers"]["adam"]["rates"] = rates
+    with pytest.raises(ConfigError, match=needle) as err:
+        cnnconfig.validate(cfg)
+    assert "tuning/searches/blocks/optimizers/adam/rates" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- the runs of a search
+def test_future_config_expands_to_candidates_and_tuned_runs_of_one_budget():
+    cfg = future()
+    runs = cnnconfig.expand_tuning(cfg)
+    blocks = cfg["tuning"]["searches"]["blocks"]
+    for opt, entry in blocks["optimizers"].items():
+        cands = cnnconfig.tuning_candidates(runs, "blocks", opt)
+        assert sorted(cands.values()) == cnnconfig.candidate_rates(entry["rates"])
+        assert len(cands) >= 4
+        for rid, rate in cands.items():
+            spec = runs[rid]
+            assert spec["role"] == "candidate" and spec["seed"] == cfg["tuning"]["seed"]
+            assert spec["optimizer_config"]["learning_rate"] == rate
+            assert spec["score_test"] is False  # chosen on validation, never scored on test
+        tuned = cnnconfig.tuned_runs(runs, "blocks", opt)
+        assert sorted(runs[r]["seed"] for r in tuned) == cfg["tuning"]["seeds"]
+        assert all(runs[r]["optimizer_config"]["learning_rate"] is None for r in tuned)
+    # only the rate (and the optimizer) differs: one model, epochs, schedule and data for all
+    budget = {json.dumps({k: s[k] for k in ("model", "epochs", "batch_size", "schedule",
+                                             "max_train_images", "validation_size")}, sort_keys=True)
+              for s in runs.values() if s["search"] == "blocks"}
+    assert len(budget) == 1
+    assert runs["sgd-blocks_lr10-s100"]["optimizer_config"]["momentum"] == 0.9
+    assert runs["amsgrad-blocks_tuned-s0"]["optimizer_config"] == {
+        "name": "adam", "amsgrad": True, "learning_rate": None}
+
+
+def test_the_resnet_search_trains_resnet20():
+    runs = cnnconfig.expand_tuning(future())
+    model = runs["adam-resnet20_tuned-s1"]["model"]
+    assert model["architecture"] == "resnet" and model["depth"] == 20
+    assert model["filters"] == [16, 32, 64] and "dropout" not in model
+
+
+def test_the_study_runs_are_unchanged_by_the_tuning_block():
+    assert cnnconfig.expand_runs(future()) == cnnconfig.expand_runs(cnnconfig.validate(layered()))
+
+
+@pytest.mark.parametrize("entry, needle", [
+    ({"rates": [0.1, 1.0], "optimizer": {"learning_rate": 0.1}}, "learning_rate is what the search chooses"),
+    ({"rates": [0.1, 1.0], "optimizer": {"rho": 0.9}}, "adam takes no rho"),
+])
+def test_a_search_refuses_settings_it_cannot_use(entry, needle):
+    cfg = layered("config/future.yaml")
+    cfg["tuning"]["searches"]["blocks"]["optimizers"]["adam"] = entry
+    with pytest.raises(ConfigError, match=needle):
+        cnnconfig.validate(cfg)
+
+
+def test_a_search_of_an_unknown_optimizer_is_refused():
+    cfg = layered("config/future.yaml")
+    cfg["tuning"]["searches"]["blocks"]["optimizers"]["adagrad"] = {"rates": [0.1, 1.0]}
+    with pytest.raises(ConfigError, match="unknown optimizer 'adagrad'"):
+        cnnconfig.validate(cfg)
+
+
+def test_a_run_of_a_search_may_not_clash_with_a_run_of_the_grid():
+    cfg = layered("config/future.yaml")
+    cfg["variants"]["blocks_tuned"] = {"role": "extra"}
+    cfg["grid"].append({"optimizers": ["adam"], "variants": ["blocks_tuned"]})
+    with pytest.raises(ConfigError, match="adam-blocks_tuned-s0' is also a run of the grid"):
+        cnnconfig.validate(cfg)
+
+
+# ---------------------------------------------------------------- the choice
+def write_metrics(folder: Path, scores: dict[str, tuple]) -> dict[str, Path]:
+    """metrics.json per run id: (best_val_accuracy, final_val_accuracy, diverged)."""
+    out = {}
+    for rid, (best, last, diverged) in scores.items():
+        path = folder / rid / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"best_val_accuracy": best, "final_val_accuracy": last,
+                                    "diverged": diverged, "diverged_epoch": 1 if diverged else None,
+                                    "test_accuracy": None}))
+        out[rid] = path
+    return out
+
+
+RATES = {"r1": 0.001, "r2": 0.01, "r3": 0.1, "r4": 10.0}
+
+
+def test_the_highest_validation_accuracy_wins_and_a_diverged_candidate_never_does(tmp_path):
+    metrics = write_metrics(tmp_path, {"r1": (0.60, 0.55, False), "r2": (0.70, 0.69, False),
+                                       "r3": (0.72, 0.50, False), "r4": (0.99, math.nan, True)})
+    best = tuning.select("s", "sgd", RATES, metrics, "best_epoch", tmp_path / "best.json")
+    last = tuning.select("s", "sgd", RATES, metrics, "last_epoch", tmp_path / "last.json")
+    assert (best["learning_rate"], last["learning_rate"]) == (0.1, 0.01)
+    assert json.loads((tmp_path / "last.json").read_text()) == last
+    row = {r["learning_rate"]: r for r in last["candidates"]}
+    assert row[10.0]["diverged"] and row[10.0]["score"] is None and row[10.0]["diverged_epoch"] == 1
+    assert row[0.01]["score"] == pytest.approx(69.0)
+    assert not last["at_edge"]
+
+
+def test_a_tie_goes_to_the_smaller_rate_and_an_edge_choice_is_flagged(tmp_path):
+    metrics = write_metrics(tmp_path, {"r1": (0.7, 0.7, False), "r2": (0.7, 0.7, False),
+                                       "r3": (0.5, 0.5, False), "r4": (0.1, 0.1, False)})
+    choice = tuning.select("s", "adam", RATES, metrics, "last_epoch", tmp_path / "c.json")
+    assert choice["learning_rate"] == 0.001 and choice["at_edge"]
+
+
+def test_when_every_candidate_diverges_select_fails_in_one_line(tmp_path):
+    metrics = write_metrics(tmp_path, {r: (0.1, 0.1, True) for r in RATES})
+    with pytest.raises(CnnoptError, match="every candidate rate of sgd diverged") as err:
+        tuning.select("s", "sgd", RATES, metrics, "last_epoch", tmp_path / "c.json")
+    assert "\n" not in str(err.value) and not (tmp_path / "c.json").exists()
+
+
+def test_a_tuned_run_takes_the_chosen_rate_and_nothing_else_changes(tmp_path):
+    runs = cnnconfig.expand_tuning(future())
+    metrics = write_metrics(tmp_path, {"a": (0.5, 0.5, False), "b": (0.6, 0.6, False)})
+    tuning.select("blocks", "adam", {"a": 0.001, "b": 0.003}, metrics, "last_epoch", tmp_path / "c.json")
+    spec = runs["adam-blocks_tuned-s1"]
+    tuned = tuning.apply_choice(spec, tmp_path / "c.json")
+    assert tuned["optimizer_config"]["learning_rate"] == 0.003 and tuned["chosen_from"] == "b"
+    assert {k: v for k, v in tuned.items() if k not in ("optimizer_config", "chosen_from")} == \
+        {k: v for k, v in spec.items() if k != "optimizer_config"}
+    assert tuning.apply_choice(runs["adam-blocks_lr0.001-s100"], tmp_path / "c.json") == \
+        runs["adam-blocks_lr0.001-s100"]  # a candidate keeps its own rate
+    with pytest.raises(CnnoptError, match="not of sgd in blocks"):
+        tuning.apply_choice(runs["sgd-blocks_tuned-s0"], tmp_path / "c.json")
+
+
+# ---------------------------------------------------------------- tables and verdicts
+def test_the_papers_ranking_becomes_claims_on_the_tuned_runs():
+    claims = tuning_tables.ranking_claims("blocks", "B", ["sgd", "nadam", "adam", "rmsprop", "adamax"])
+    pairs = [(c["a"], c["b"]) for c in claims if c["kind"] == "greater"]
+    assert pairs == [("adam/blocks_tuned", "adamax/blocks_tuned"),
+                     ("adamax/blocks_tuned", "rmsprop/blocks_tuned"),
+                     ("rmsprop/blocks_tuned", "sgd/blocks_tuned")]
+    assert claims[0]["paper"] == pytest.approx(85.50 - 84.79)
+    assert claims[-1]["kind"] == "top" and claims[-1]["members"] == ["adam/blocks_tuned", "adamax/blocks_tuned"]
+    verdicts.load_claims(yaml.safe_dump(claims))  # well-formed for the judges
+    assert [c["id"] for c in tuning_tables.ranking_claims("r", "R", ["sgd", "adam", "lion"])] == ["r_rank_adam_sgd"]
+
+
+def test_the_tuned_table_averages_over_seeds_and_ranks_by_test_accuracy():
+    runs = pd.DataFrame({
+        "optimizer": ["adam", "adam", "sgd", "sgd", "nadam", "nadam"],
+        "variant": ["b_tuned"] * 6, "seed": [0, 1] * 3,
+        "test_accuracy": [70.0, 72.0, 74.0, 75.0, 60.0, np.nan],
+        "best_val_accuracy": [71.0, 73.0, 75.0, 76.0, 61.0, 62.0],
+        "train_seconds": [10.0] * 6, "diverged": [False] * 5 + [True],
+    })
+    choices = [{"search": "b", "optimizer": o, "learning_rate": r, "at_edge": o == "sgd"}
+               for o, r in (("adam", 0.001), ("sgd", 0.1), ("nadam", 0.002))]
+    table = tuning_tables.tuned_table(choices, runs, {"b": "B"}).set_index("optimizer")
+    assert table.loc["adam", "test_accuracy"] == pytest.approx(71.0)
+    assert table.loc["adam", "test_accuracy_std"] == pytest.approx(np.std([70, 72], ddof=1))
+    assert table["rank"].to_dict() == {"sgd": 1, "adam": 2, "nadam": 3}
+    assert table.loc["sgd", "paper_rank"] == 2 and pd.isna(table.loc["nadam", "paper_rank"])
+    assert table.loc["nadam", "seeds"] == 1 and table.loc["nadam", "diverged"] == 1
+    assert bool(table.loc["sgd", "at_edge"]) and table.loc["adam", "label"] == "B"
