@@ -53,9 +53,10 @@ def load_config(*files: str | Path, overrides: dict | None = None) -> dict:
     return cnnconfig.validate(cnnconfig.deep_merge(raw, overrides))
 
 
-def run_worker(args: list[str], timeout: float = 900) -> dict:
-    """Run ``bench/worker.py ARGS`` in a fresh process; return the JSON it prints last."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+def run_worker(args: list[str], timeout: float = 900, env: dict | None = None) -> dict:
+    """Run ``bench/worker.py ARGS`` in a fresh process (``env``: extra environment variables,
+    e.g. KERAS_BACKEND); return the JSON it prints last."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1", **(env or {}))
     proc = subprocess.run([PYTHON, str(ROOT / "bench" / "worker.py"), *args], cwd=ROOT,
                           env=env, text=True, capture_output=True, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

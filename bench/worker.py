@@ -75,8 +75,9 @@ def throughput(args) -> dict:
     spec = json.loads(args.model)
     keras.utils.set_random_seed(0)
     model = models.build(spec)
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     model.compile(optimizer=optimizers.build({"name": "adam"}, {"type": "constant"}, 100),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit)
     rng = np.random.default_rng(0)
     n = args.batch * 50
     x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -120,7 +121,8 @@ def throughput(args) -> dict:
             "window_end": window.ended, "late_start_s": window.started - args.start_at,
             "images_per_second": images_per_second, "forward_flops": fwd,
             "training_flops": 3 * fwd,
-            "achieved_gflops": images_per_second * 3 * fwd / 1e9}
+            "achieved_gflops": images_per_second * 3 * fwd / 1e9,
+            "backend": keras.backend.backend(), "jit_compile": model.jit_compile}
 
 
 # --------------------------------------------------------------------------- P1: step efficiency
@@ -265,6 +267,8 @@ def main(argv=None) -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--start-at", type=float, default=0.0)
     p.add_argument("--barrier", default="", help="folder for a ready/go start barrier")
+    p.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto",
+                   help="model.compile(jit_compile=...): XLA on TensorFlow")
     p = sub.add_parser("p1")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--run", default="adam-initial-s0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -58,19 +59,23 @@ def setup(tmp_path_factory):
     return root, arrays, spec
 
 
-def start(setup, name):
+def backend_env(backend: str = "tensorflow") -> dict:
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND=backend)
+
+
+def start(setup, name, backend="tensorflow"):
     root, arrays, spec = setup
     out = root / name
     out.mkdir()
     script = DRIVER.format(lib=str(ROOT / "workflow" / "lib"), log=str(out / "train.log"),
                            spec=str(spec), out=str(out), arrays=str(arrays), retry=False)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                            stderr=subprocess.DEVNULL, env=backend_env(backend))
     return proc, out
 
 
-def finish(setup, name):
-    proc, out = start(setup, name)
+def finish(setup, name, backend="tensorflow"):
+    proc, out = start(setup, name, backend)
     assert proc.wait(timeout=300) == 0, (out / "train.log").read_text()[-2000:]
     return out
 
@@ -129,14 +134,14 @@ def test_sigkill_then_resume_matches_uninterrupted_twin(setup, twin, when):
     assert_same_run(out, twin)
 
 
-def resume(setup, out, retry=False):
+def resume(setup, out, retry=False, backend="tensorflow"):
     (out / "resumed.log").unlink(missing_ok=True)
     resumed = subprocess.run(
         [sys.executable, "-c", DRIVER.format(
             lib=str(ROOT / "workflow" / "lib"), log=str(out / "resumed.log"),
             spec=str(setup[2]), out=str(out), arrays=str(setup[1]), retry=retry)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        env=backend_env(backend))
     assert resumed.returncode == 0, (out / "resumed.log").read_text()[-2000:]
     return (out / "resumed.log").read_text()
 
@@ -162,6 +167,28 @@ def test_a_stop_signal_saves_mid_epoch_and_the_retry_loses_no_batch(setup, twin,
     log = resume(setup, out)
     assert f"resuming from the checkpoint in epoch 3, after step {state['step']} of {steps}" in log
     assert log.count("epoch 3/4") == 1 and log.count("epoch 4/4") == 1
+    assert_same_run(out, twin)
+
+
+#: The other Keras backends (requirements-jax.txt, requirements-torch.txt; CI installs both).
+OTHER_BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(
+    importlib.util.find_spec(b) is None, reason=f"{b} is not installed (pip install -r requirements-{b}.txt)"))
+    for b in ("jax", "torch")]
+
+
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_sigkill_then_resume_matches_uninterrupted_twin_on_another_backend(setup, backend):
+    """The same kill-and-resume as on TensorFlow, on JAX and on PyTorch: the checkpoint (weights,
+    optimizer and seed-generator state) and the batch order do not depend on the backend."""
+    twin = finish(setup, f"uninterrupted-{backend}", backend)
+    assert f"backend {backend} on cpu" in (twin / "train.log").read_text()
+    proc, out = start(setup, f"killed-{backend}", backend)
+    kill_when(proc, out, epoch_started(3))
+    killed_at = epochs_done(out)
+    assert 1 <= killed_at < 4 and not (out / "metrics.out").exists()
+    log = resume(setup, out, backend=backend)
+    assert f"resuming from the checkpoint after epoch {killed_at}" in log
+    assert json.loads((out / "metrics.out").read_text())["backend"] == backend
     assert_same_run(out, twin)
 
 

@@ -169,12 +169,13 @@ def test_runs_with_equal_specs_are_trained_once(tmp_path):
     assert len({cnnconfig.training_key(s) for s in specs.values()}) == counts["train"]
 
 
-@pytest.mark.parametrize("source", ["default URL", "local archive"])
+@pytest.mark.parametrize("source", ["default URL", "local archive", "future.yaml"])
 def test_lint_is_clean(tmp_path, source):
     wf = copy_workflow(tmp_path)
     archive = tmp_path / "cifar-10-python.tar.gz"
     archive.write_bytes(b"not read by --lint")
-    args = [] if source == "default URL" else config_args(data_source=archive)
+    args = {"default URL": [], "local archive": config_args(data_source=archive),
+            "future.yaml": ["--configfile", "config/future.yaml"]}[source]
     proc = snakemake(wf, "--lint", *args)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Lints for" not in proc.stdout, proc.stdout[-3000:]

@@ -25,9 +25,11 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run snakemake in ``workdir``; return the finished process (stdout and stderr merged)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def snakemake(workdir: Path, *args: str, timeout: int = 900,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run snakemake in ``workdir`` (``env``: extra environment variables); return the
+    finished process (stdout and stderr merged)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run(
         [str(SNAKEMAKE), *args], cwd=workdir, env=env, text=True, timeout=timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

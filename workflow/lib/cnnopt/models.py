@@ -17,6 +17,8 @@ only in training and pass images through unchanged at inference.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 from keras import layers
 
@@ -58,12 +60,23 @@ def _augmentation(spec: dict) -> list:
     return stack
 
 
-def blocks(spec: dict, num_classes: int) -> keras.Model:
+def _dropout_seeds(seed: int | None):
+    """A distinct seed per Dropout layer of a model, from the run's seed (None: unseeded).
+
+    A seeded Dropout draws its masks from its own seed generator, whose state a checkpoint
+    keeps, on every backend; an unseeded one on PyTorch draws from torch's global generator
+    (Keras' fast path), which a resumed run cannot replay.
+    """
+    return itertools.repeat(None) if seed is None else itertools.count(1000 * seed + 1)
+
+
+def blocks(spec: dict, num_classes: int, seed: int | None = None) -> keras.Model:
     """Conv blocks with ReLU, pooling and dropout, then dense layers and softmax."""
     reg = _regularizer(spec.get("l2", 0.0))
     bn = spec.get("batch_norm", False)
     dropout = spec.get("dropout", 0.0)
     conv_dropout = spec.get("conv_dropout", 0.0)
+    seeds = _dropout_seeds(seed)
     stack = [keras.Input(INPUT_SHAPE), *_augmentation(spec), layers.Rescaling(1.0 / 255)]
     for filters in spec["filters"]:
         for _ in range(spec.get("convs_per_block", 1)):
@@ -74,7 +87,7 @@ def blocks(spec: dict, num_classes: int) -> keras.Model:
             stack.append(layers.Activation("relu"))
         stack.append(layers.MaxPooling2D())
         if conv_dropout:
-            stack.append(layers.Dropout(conv_dropout))
+            stack.append(layers.Dropout(conv_dropout, seed=next(seeds)))
     stack.append(layers.Flatten())
     for units in spec.get("dense", []):
         stack.append(layers.Dense(units, use_bias=not bn, kernel_regularizer=reg))
@@ -82,12 +95,12 @@ def blocks(spec: dict, num_classes: int) -> keras.Model:
             stack.append(layers.BatchNormalization())
         stack.append(layers.Activation("relu"))
         if dropout:
-            stack.append(layers.Dropout(dropout))
+            stack.append(layers.Dropout(dropout, seed=next(seeds)))
     stack.append(layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg))
     return keras.Sequential(stack, name="blocks_cnn")
 
 
-def fast(spec: dict, num_classes: int) -> keras.Model:
+def fast(spec: dict, num_classes: int, seed: int | None = None) -> keras.Model:
     """A small wide net for fast training: Conv-Pool-BN-ReLU (+ Conv-BN-ReLU) blocks.
 
     Each entry of ``filters`` is one block: a 3x3 conv, 2x2 max pooling, batch norm and ReLU,
@@ -115,7 +128,7 @@ def fast(spec: dict, num_classes: int) -> keras.Model:
             stack += conv_bn_relu(filters)
     stack.append(layers.GlobalMaxPooling2D())
     if dropout:
-        stack.append(layers.Dropout(dropout))
+        stack.append(layers.Dropout(dropout, seed=next(_dropout_seeds(seed))))
     stack.append(layers.Dense(num_classes, activation="softmax", kernel_regularizer=reg,
                               dtype="float32"))
     return keras.Sequential(stack, name="fast_cnn")
@@ -154,19 +167,19 @@ def resnet(spec: dict, num_classes: int) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"resnet{6 * n + 2}")
 
 
-def build(spec: dict, num_classes: int = 10) -> keras.Model:
-    """The model a run's ``model`` spec describes."""
+def build(spec: dict, num_classes: int = 10, seed: int | None = None) -> keras.Model:
+    """The model a run's ``model`` spec describes; ``seed`` (the run's) seeds its dropout."""
     if spec.get("precision", "float32") != "float32":  # e.g. mixed_bfloat16: Keras' dtype policy
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy(spec["precision"])
         try:
-            return build({**spec, "precision": "float32"}, num_classes)
+            return build({**spec, "precision": "float32"}, num_classes, seed)
         finally:
             keras.config.set_dtype_policy(previous)
     if spec["architecture"] == "tutorial":
         return tutorial(num_classes)
     if spec["architecture"] == "fast":
-        return fast(spec, num_classes)
+        return fast(spec, num_classes, seed)
     if spec["architecture"] == "resnet":
         return resnet(spec, num_classes)
-    return blocks(spec, num_classes)
+    return blocks(spec, num_classes, seed)

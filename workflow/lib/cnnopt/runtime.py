@@ -34,6 +34,30 @@ def configure(threads: int) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["TF_NUM_INTEROP_THREADS"]))
         except RuntimeError:  # already initialised in this process: the env vars still hold
             pass
+    elif os.environ["KERAS_BACKEND"] == "torch":
+        import torch
+
+        torch.set_num_threads(int(n))
+
+
+def deterministic() -> None:
+    """Ask the backend for deterministic kernels (same seed, same numbers; may be slower).
+
+    TensorFlow: ``enable_op_determinism``; PyTorch: ``use_deterministic_algorithms``; JAX
+    (XLA) is deterministic on the CPU already (on a GPU, set
+    ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` before the run).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True)
 
 
 def device() -> str:

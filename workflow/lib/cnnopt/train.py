@@ -301,10 +301,8 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
             return restored
         shutil.rmtree(kept.finished_path, ignore_errors=True)
     keras.utils.set_random_seed(spec["seed"])
-    if spec.get("deterministic") and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    if spec.get("deterministic"):
+        runtime.deterministic()
     ds = data.load(arrays)
     class_names = list(ds["class_names"])
     sets = splits.select(ds, spec)
@@ -320,7 +318,7 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
              len(sets["y_test"]))
 
     steps = math.ceil(len(x_train) / spec["batch_size"])
-    model = models.build(spec["model"], num_classes=len(class_names))
+    model = models.build(spec["model"], num_classes=len(class_names), seed=spec["seed"])
     model.compile(
         optimizer=optimizers.build(spec["optimizer_config"], spec["schedule"], steps),
         loss=(keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing
