@@ -216,3 +216,28 @@ def test_the_tuned_table_averages_over_seeds_and_ranks_by_test_accuracy():
     assert table.loc["sgd", "paper_rank"] == 2 and pd.isna(table.loc["nadam", "paper_rank"])
     assert table.loc["nadam", "seeds"] == 1 and table.loc["nadam", "diverged"] == 1
     assert bool(table.loc["sgd", "at_edge"]) and table.loc["adam", "label"] == "B"
+
+
+# ---------------------------------------------------------------- the report's section 6
+@pytest.mark.parametrize("verdict_list, head", [
+    (["reproduced", "reproduced"], "The paper's ranking survives equal tuning here"),
+    (["reproduced", "contradicted"], "The paper's ranking does not survive equal tuning here"),
+    (["reproduced", "inconclusive"], "is not settled here"),
+])
+def test_the_ranking_sentence_follows_the_verdicts(verdict_list, head):
+    from cnnopt import report_future
+
+    sentence = report_future.ranking_sentence(pd.DataFrame({"verdict": verdict_list}))
+    assert head in sentence and f"of its {len(verdict_list)} ranking claims" in sentence
+    assert "not tested" in report_future.ranking_sentence(pd.DataFrame({"verdict": []}))
+
+
+def test_the_budget_of_a_search_is_said_in_words():
+    from cnnopt import report_future
+
+    cfg = future()
+    blocks = report_future.budget_text(cfg["tuning"]["searches"]["blocks"], cfg["defaults"])
+    assert blocks.startswith("the blocks network") and "4 epochs" in blocks and "10,000 training images" in blocks
+    assert "exponential" in blocks and "batch norm on" in blocks
+    resnet = report_future.budget_text(cfg["tuning"]["searches"]["resnet20"], cfg["defaults"])
+    assert resnet.startswith("ResNet-20 (filters [16, 32, 64])") and "3 epochs" in resnet

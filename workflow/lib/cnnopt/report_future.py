@@ -57,7 +57,7 @@ def _choice_rows(cands: pd.DataFrame) -> list[dict]:
 def ranking_sentence(claims: pd.DataFrame) -> str:
     """Whether the paper's ranking survives equal tuning, in one sentence."""
     if claims.empty:
-        return "None of the paper's four optimizers took part in this search twice, so its ranking is not tested."
+        return "Fewer than two of the paper's four optimizers took part in this search, so its ranking is not tested here."
     counts = claims["verdict"].value_counts()
     parts = ", ".join(f"{counts[v]} {v}" for v in verdicts.VERDICTS if counts.get(v))
     if counts.get(verdicts.CONTRADICTED):
