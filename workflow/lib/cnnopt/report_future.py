@@ -29,7 +29,7 @@ def budget_text(search: dict, defaults: dict) -> str:
            else f"the {arch} network (filters {model.get('filters')}, batch norm "
                 f"{'on' if model.get('batch_norm') else 'off'}, dropout {model.get('dropout', 0)})")
     sched = ("a constant rate" if schedule.get("type", "constant") == "constant"
-             else f"a {schedule['type']} schedule ({', '.join(f'{k} {v}' for k, v in schedule.items() if k != 'type')})")
+             else f"the {schedule['type']} schedule ({', '.join(f'{k} {v}' for k, v in schedule.items() if k != 'type')})")
     images = search.get("max_train_images")
     epochs = search.get("epochs", defaults.get("epochs"))
     return (f"{net}, {epochs} epoch{'s' if epochs != 1 else ''}, batch "
