@@ -235,9 +235,10 @@ def test_the_ranking_sentence_follows_the_verdicts(verdict_list, head):
 def test_the_budget_of_a_search_is_said_in_words():
     from cnnopt import report_future
 
-    cfg = future()
-    blocks = report_future.budget_text(cfg["tuning"]["searches"]["blocks"], cfg["defaults"])
+    runs = cnnconfig.expand_tuning(future())
+    blocks = report_future.budget_text(runs["sgd-blocks_lr10-s100"])
     assert blocks.startswith("the blocks network") and "4 epochs" in blocks and "10,000 training images" in blocks
     assert "exponential" in blocks and "batch norm on" in blocks
-    resnet = report_future.budget_text(cfg["tuning"]["searches"]["resnet20"], cfg["defaults"])
+    assert report_future.budget_text(runs["adam-blocks_tuned-s1"]) == blocks  # one budget per search
+    resnet = report_future.budget_text(runs["nadam-resnet20_lr0.001-s100"])
     assert resnet.startswith("ResNet-20 (filters [16, 32, 64])") and "3 epochs" in resnet

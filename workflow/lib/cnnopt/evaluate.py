@@ -21,6 +21,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     )
 
 
+def _predicted(probs) -> np.ndarray:
+    """The predicted class of each row of class probabilities (a NaN row predicts class 0)."""
+    return np.nan_to_num(np.asarray(probs), nan=0.0).argmax(axis=1)
+
+
 def evaluate(model_path: Path, arrays: Path, out: Path, spec: dict, batch_size: int = 256) -> dict:
     """Score ``model_path`` on the run's test set and write ``evaluation.json`` to ``out``."""
     run_id = spec["run_id"]
@@ -34,11 +39,11 @@ def evaluate(model_path: Path, arrays: Path, out: Path, spec: dict, batch_size: 
     probs = model.predict(x, batch_size=batch_size, verbose=0)
     single_view = None
     if spec.get("model", {}).get("tta_flip"):  # test-time flip: average with the mirror image
-        single_view = float((np.nan_to_num(np.asarray(probs), nan=0.0).argmax(axis=1) == y).mean())
+        single_view = float((_predicted(probs) == y).mean())
         probs = (probs + model.predict(x[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
     seconds = time.perf_counter() - start
     probs = np.asarray(probs, dtype=np.float64)
-    pred = np.nan_to_num(probs, nan=0.0).argmax(axis=1)
+    pred = _predicted(probs)
     picked = np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)
     loss = float(-np.log(picked).mean()) if np.isfinite(probs).all() else float("nan")
     cm = confusion_matrix(y, pred, len(class_names))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import verdicts
+from .config import expand_tuning
 from .figure_names import tuning_figure_name
 from .formatting import fmt, general, pm
 from .report_tables import claim_rows, records
@@ -20,20 +21,17 @@ from .runs import optimizer_label
 TABLES = ("tuning_candidates", "tuned", "tuned_claims")
 
 
-def budget_text(search: dict, defaults: dict) -> str:
-    """What every run of a search trains with, in words (from the config's search block)."""
-    model = defaults.get("model", {}) | (search.get("model") or {})
-    schedule = search.get("schedule") or defaults.get("schedule") or {"type": "constant"}
-    arch = model.get("architecture", "blocks")
-    net = (f"ResNet-{model.get('depth', 20)} (filters {model.get('filters')})" if arch == "resnet"
-           else f"the {arch} network (filters {model.get('filters')}, batch norm "
+def budget_text(spec: dict) -> str:
+    """What every run of a search trains with, in words, from one of its resolved run specs
+    (``config.expand_tuning``: the model, epochs, batch, schedule and images they share)."""
+    model, schedule = spec["model"], spec["schedule"]
+    net = (f"ResNet-{model['depth']} (filters {model['filters']})" if model["architecture"] == "resnet"
+           else f"the {model['architecture']} network (filters {model.get('filters')}, batch norm "
                 f"{'on' if model.get('batch_norm') else 'off'}, dropout {model.get('dropout', 0)})")
-    sched = ("a constant rate" if schedule.get("type", "constant") == "constant"
+    sched = ("a constant rate" if schedule["type"] == "constant"
              else f"the {schedule['type']} schedule ({', '.join(f'{k} {v}' for k, v in schedule.items() if k != 'type')})")
-    images = search.get("max_train_images")
-    epochs = search.get("epochs", defaults.get("epochs"))
-    return (f"{net}, {epochs} epoch{'s' if epochs != 1 else ''}, batch "
-            f"{search.get('batch_size', defaults.get('batch_size'))}, {sched}"
+    images, epochs = spec["max_train_images"], spec["epochs"]
+    return (f"{net}, {epochs} epoch{'s' if epochs != 1 else ''}, batch {spec['batch_size']}, {sched}"
             + (f", {images:,} training images" if images else ""))
 
 
@@ -71,16 +69,21 @@ def ranking_sentence(claims: pd.DataFrame) -> str:
 
 def _ranking_text(tuned: pd.DataFrame) -> str:
     order = tuned.sort_values("rank", kind="stable")
-    ours = " > ".join(f"{optimizer_label(r.optimizer)} {pm(r.test_accuracy, r.test_accuracy_std)}"
-                      for r in order.itertuples())
+    ours = "; ".join(f"{optimizer_label(r.optimizer)} {pm(r.test_accuracy, r.test_accuracy_std)}"
+                     for r in order.itertuples())
     paper = order[order["paper_final"].notna()].sort_values("paper_rank", kind="stable")
     theirs = " > ".join(f"{optimizer_label(r.optimizer)} {fmt(r.paper_final)}" for r in paper.itertuples())
-    return f"Tuned, by mean test accuracy: {ours}." + (f" The paper (Table 1): {theirs}." if theirs else "")
+    return (f"Tuned runs in order of mean test accuracy (an order of means, not a finding: only the "
+            f"claims below are tested, each with its n, interval and verdict): {ours}."
+            + (f" The paper (Table 1): {theirs}." if theirs else ""))
 
 
 def future_section(tables: dict[str, pd.DataFrame], figures: dict[str, str], config: dict) -> list[dict]:
     """One entry per search: label, budget, choices, tuned rows, claims, sentences, figure."""
     searches = (config.get("tuning") or {}).get("searches") or {}
+    specs = {}  # search -> one of its runs' resolved spec (they share the budget)
+    for spec in expand_tuning(config).values():
+        specs.setdefault(spec["search"], spec)
     cands, tuned, claims = (tables[name] for name in TABLES)
     out = []
     for name, search in searches.items():
@@ -88,7 +91,7 @@ def future_section(tables: dict[str, pd.DataFrame], figures: dict[str, str], con
         mine_c = claims[claims["id"].astype(str).str.startswith(f"{name}_")] if len(claims) else claims
         out.append({
             "name": name, "label": search.get("label", name),
-            "budget": budget_text(search, config.get("defaults", {})),
+            "budget": budget_text(specs[name]),
             "choices": _choice_rows(cands[cands["search"] == name]) if len(cands) else [],
             "tuned": [r | {"optimizer": optimizer_label(r["optimizer"]),
                            "learning_rate": general(r["learning_rate"], 3)} for r in records(mine_t)],
