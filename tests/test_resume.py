@@ -33,7 +33,7 @@ from cnnopt.train import train
 spec = json.loads(Path({spec!r}).read_text())
 out = Path({out!r})
 train(spec, Path({arrays!r}), {{n: out / f"{{n}}.out" for n in ("history", "metrics", "spec")}}
-      | {{"model": out / "model.keras"}}, checkpoint=out / "checkpoint", retry={retry})
+      | {{"model": out / "model.keras", "best_model": out / "model_best.keras"}}, checkpoint=out / "checkpoint", retry={retry})
 """
 COMPARED = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 
@@ -109,6 +109,10 @@ def assert_same_run(out, twin):
     assert len(ours) == len(theirs) == 4
     pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=0, atol=1e-6)
     assert_same_weights(out / "model.keras", twin / "model.keras")
+    # the best validation epoch survives the kill: the same epoch, the same weights
+    assert json.loads((out / "metrics.out").read_text())["best_epoch"] == \
+        json.loads((twin / "metrics.out").read_text())["best_epoch"]
+    assert_same_weights(out / "model_best.keras", twin / "model_best.keras")
     # once the outputs are written, the checkpoint keeps links to them and no epoch state
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["finished"]
 

@@ -2,13 +2,15 @@
 
 import math
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from datasets import make_arrays
+from workflow_helpers import assert_same_weights
 
 from cnnopt import config as cnnconfig
-from cnnopt import io, models, optimizers, splits
+from cnnopt import data, io, models, optimizers, splits
 from cnnopt.evaluate import evaluate
 from cnnopt.train import EpochShuffled, convergence_epoch, train
 
@@ -40,7 +42,7 @@ def spec_for(optimizer="adam", variant="initial", **changes):
 
 def run(spec, arrays, folder):
     outputs = {name: folder / f"{name}.out" for name in ("history", "metrics", "spec")}
-    outputs["model"] = folder / "model.keras"
+    outputs |= {"model": folder / "model.keras", "best_model": folder / "model_best.keras"}
     metrics = train(spec, arrays, outputs)
     return metrics, pd.read_csv(outputs["history"]), outputs
 
@@ -184,3 +186,35 @@ def test_divergence_is_recorded_not_raised(arrays, tmp_path):
     metrics, history, _ = run(spec, arrays, tmp_path)
     assert metrics["diverged"] and metrics["diverged_epoch"] == history["epoch"].iloc[-1]
     assert metrics["epochs_run"] <= 3
+
+
+def _val_accuracy(model_path, arrays, spec):
+    sets = splits.select(data.load(arrays), spec)
+    model = keras.saving.load_model(model_path)
+    pred = model.predict(sets["x_val"], verbose=0).argmax(axis=1)
+    return float((pred == sets["y_val"]).mean())
+
+
+def test_best_model_holds_the_epoch_of_the_best_validation_accuracy(arrays, tmp_path):
+    # a rate that overshoots: the validation curve rises and falls, so the best epoch is rarely
+    # the last, and whichever it is, the saved model must score exactly that epoch's accuracy
+    spec = spec_for("sgd", "initial", epochs=5, optimizer_config={"learning_rate": 0.3})
+    metrics, history, outputs = run(spec, arrays, tmp_path)
+    best = int(history["val_accuracy"].to_numpy().argmax()) + 1
+    assert metrics["best_epoch"] == best
+    assert _val_accuracy(outputs["best_model"], arrays, spec) == pytest.approx(
+        history["val_accuracy"].iloc[best - 1], abs=1e-6)
+    assert _val_accuracy(outputs["model"], arrays, spec) == pytest.approx(
+        history["val_accuracy"].iloc[-1], abs=1e-6)
+    scored = evaluate(outputs["model"], arrays, tmp_path / "evaluation.json", spec,
+                      best_model_path=outputs["best_model"], best_epoch=metrics["best_epoch"])
+    assert scored["best_model"]["epoch"] == best
+    assert len(scored["best_model"]["predictions"]) == len(scored["labels"])
+    assert not list(tmp_path.glob("cnnopt-best-*"))
+
+
+def test_without_a_held_out_validation_set_nothing_is_chosen(arrays, tmp_path):
+    spec = spec_for(epochs=2, validation_size=0)  # validation on the test set: choose nothing
+    metrics, _, outputs = run(spec, arrays, tmp_path)
+    assert metrics["best_epoch"] is None
+    assert_same_weights(outputs["best_model"], outputs["model"])

@@ -1,9 +1,11 @@
-# Evaluate: test accuracy and loss, per-class accuracy, confusion matrix, inference speed.
+# Evaluate: the last and the best-validation model's test accuracy and loss, per-class accuracy, confusion matrix, inference speed.
 
 
 rule evaluate:
     input:
         model=f"{RUN_DIR}/model.keras",
+        best_model=f"{RUN_DIR}/model_best.keras",
+        metrics=f"{RUN_DIR}/metrics.json",  # the best model's epoch
         arrays=DATA_ARRAYS,
     output:
         f"{RUN_DIR}/evaluation.json",

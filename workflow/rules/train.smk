@@ -3,6 +3,7 @@
 
 TRAIN_OUTPUTS = dict(
     model=f"{RUN_DIR}/model.keras",
+    best_model=f"{RUN_DIR}/model_best.keras",  # the epoch of the best validation accuracy
     history=f"{RUN_DIR}/history.csv",
     metrics=f"{RUN_DIR}/metrics.json",
     spec=f"{RUN_DIR}/run.json",

@@ -10,7 +10,7 @@ from cnnopt import logs
 from cnnopt.share import share
 
 logs.setup(snakemake.log[0])
-files = ("model", "history", "metrics", "spec")
+files = ("model", "best_model", "history", "metrics", "spec")
 share(
     {name: Path(snakemake.input[name]) for name in files},
     json.loads(snakemake.params.spec),

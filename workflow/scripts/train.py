@@ -25,7 +25,7 @@ with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
     train(
         spec,
         Path(snakemake.input.arrays),
-        {name: Path(snakemake.output[name]) for name in ("model", "history", "metrics", "spec")},
+        {name: Path(path) for name, path in snakemake.output.items()},
         checkpoint=Path(snakemake.params.checkpoint),
         retry=attempt > 1,
     )

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def share(source: dict[str, Path], spec: dict, outputs: dict[str, Path]) -> None:
     """Write the run ``spec`` from the trained run's files ``source`` (keys model, history,
-    metrics, spec) to ``outputs`` (the same keys)."""
+    metrics, spec; best_model where the rule has it) to ``outputs`` (the same keys)."""
     trained = io.read_json(source["spec"])
     names = {k: spec[k] for k in IDENTITY_KEYS if k in spec}
     mismatch = sorted(k for k in set(trained) | set(spec)
@@ -29,7 +29,9 @@ def share(source: dict[str, Path], spec: dict, outputs: dict[str, Path]) -> None
     if mismatch:
         raise CnnoptError(f"run {spec['run_id']} cannot share {trained.get('run_id')}'s training: "
                           f"they differ in {', '.join(mismatch)}")
-    for name in ("model", "history"):
+    for name in ("model", "best_model", "history"):
+        if name not in outputs:
+            continue
         with io.atomic_path(outputs[name]) as tmp:
             shutil.copyfile(source[name], tmp)
     metrics = io.read_json(source["metrics"])

@@ -13,6 +13,7 @@ import logging
 import math
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -124,6 +125,44 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the highest validation accuracy (the paper's "final
+    accuracy" is the highest one reached) in ``folder``, one file named by its epoch.
+
+    With ``select`` false (the validation set is the test set, as in the tutorial's protocol)
+    nothing is chosen: choosing an epoch on the test set would score it twice. A ``Checkpoint``
+    records ``epoch``, ``best`` and ``path`` in its state, and a resumed run continues from them.
+    """
+
+    def __init__(self, folder: Path, select: bool = True):
+        super().__init__()
+        self.folder, self.select = Path(folder), select
+        self.best, self.epoch = -math.inf, None
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.epoch is None else self.folder / f"best-epoch-{self.epoch:04d}.weights.h5"
+
+    def resume(self, state: dict) -> None:
+        self.epoch, self.best = state.get("best_epoch"), state.get("best_val_accuracy", -math.inf)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float((logs or {}).get("val_accuracy", math.nan))
+        if not self.select or not math.isfinite(value) or value <= self.best:
+            return
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()
+        self.best, self.epoch = value, epoch + 1
+        with io.atomic_path(self.path) as tmp:
+            self.model.save_weights(tmp)
+
+    def clean(self) -> None:
+        """Remove every best-epoch file but the current one."""
+        for old in self.folder.glob("best-epoch-*.weights.h5"):
+            if old != self.path:
+                old.unlink()
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Saves weights, optimizer state and history after every epoch, crash-consistently.
 
@@ -141,10 +180,12 @@ class Checkpoint(keras.callbacks.Callback):
     nothing; then it raises :class:`Interrupted`.
     """
 
-    def __init__(self, folder: Path, spec: dict, recorder: EpochRecorder, steps: int):
+    def __init__(self, folder: Path, spec: dict, recorder: EpochRecorder, steps: int,
+                 best: BestWeights | None = None):
         super().__init__()
         self.folder = Path(folder)
         self.recorder = recorder
+        self.best = best
         self.steps = steps
         self.fingerprint = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
         self.stop_signal: str | None = None
@@ -174,6 +215,8 @@ class Checkpoint(keras.callbacks.Callback):
         for variable in _seed_states(model):  # save_weights leaves these out
             variable.assign(np.asarray(state["seed_states"][variable.path], dtype=variable.dtype))
         self.recorder.resume(state["history"])
+        if self.best is not None:
+            self.best.resume(state)
         self.resume_step = int(state.get("step", 0))
         if self.resume_step:
             self._partial = state["partial"]
@@ -223,10 +266,14 @@ class Checkpoint(keras.callbacks.Callback):
                  "seed_states": seeds, "history": self.recorder.rows}
         if step:
             state |= {"step": step, "partial": partial}
+        if self.best is not None and self.best.epoch is not None:
+            state |= {"best_epoch": self.best.epoch, "best_val_accuracy": self.best.best}
         io.write_json(self.state_path, state)
         for old in self.folder.glob("epoch-*.weights.h5"):
             if old.name != weights:
                 old.unlink()
+        if self.best is not None:
+            self.best.clean()
 
     @property
     def finished_path(self) -> Path:
@@ -248,7 +295,7 @@ class Checkpoint(keras.callbacks.Callback):
         shutil.rmtree(self.finished_path, ignore_errors=True)
         tmp.rename(self.finished_path)
         self.state_path.unlink(missing_ok=True)
-        for old in self.folder.glob("epoch-*.weights.h5"):
+        for old in self.folder.glob("*.weights.h5"):
             old.unlink()
 
     def restore_outputs(self, outputs: dict) -> dict | None:
@@ -283,8 +330,10 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
           retry: bool = False) -> dict:
     """Train the run ``spec`` on the cached arrays; write ``outputs``; return the metrics.
 
-    ``outputs`` maps "model", "history", "metrics" and "spec" to file paths. Each file is
-    written atomically once training has finished. The test set is not scored here: rule
+    ``outputs`` maps "model" (the last epoch's), "history", "metrics" and "spec" to file
+    paths, and optionally "best_model": the model of the epoch with the highest validation
+    accuracy (the last epoch's where the validation set is the test set, which chooses
+    nothing). Each file is written atomically once training has finished. The test set is not scored here: rule
     ``evaluate`` scores each run once (``cnnopt.evaluate``), and a learning-rate candidate
     (``score_test`` false) never. With a ``checkpoint`` folder, every epoch
     is checkpointed there and a killed run started again resumes after its last finished
@@ -331,10 +380,14 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
 
     recorder = EpochRecorder(spec["epochs"])
     divergence = StopOnDivergence()
-    callbacks = [divergence, recorder]
+    scratch = contextlib.ExitStack()
+    best_dir = checkpoint if checkpoint is not None else Path(
+        scratch.enter_context(tempfile.TemporaryDirectory(prefix="cnnopt-best-")))
+    best = BestWeights(best_dir, select=bool(spec["validation_size"]))
+    callbacks = [divergence, recorder, best]  # best before the checkpoint, which records it
     done = skip = 0
     if checkpoint is not None:
-        saver = Checkpoint(checkpoint, spec, recorder, steps)
+        saver = Checkpoint(checkpoint, spec, recorder, steps, best)
         if saver.state_path.exists():
             # the compiled metrics get their variables on first use: make them now, on one
             # image in inference mode (no weight, statistic or random state changes)
@@ -372,6 +425,8 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
         "epochs": spec["epochs"], "epochs_run": int(len(history)),
         "convergence_epoch": convergence_epoch(history["val_accuracy"], spec["convergence_tolerance"]),
         "best_val_accuracy": float(history["val_accuracy"].max()),
+        # the epoch whose weights best_model holds (None: the last, nothing was chosen)
+        "best_epoch": best.epoch,
         "final_val_accuracy": float(history["val_accuracy"].iloc[-1]),
         "params": int(model.count_params()),
         "backend": keras.backend.backend(), "device": runtime.device(),
@@ -384,6 +439,12 @@ def train(spec: dict, arrays: Path, outputs: dict, checkpoint: Path | None = Non
 
     with io.atomic_path(outputs["model"]) as tmp:
         model.save(tmp)
+    if "best_model" in outputs:
+        if best.path is not None and best.epoch != len(history):
+            model.load_weights(best.path)
+        with io.atomic_path(outputs["best_model"]) as tmp:
+            model.save(tmp)
+    scratch.close()
     io.write_csv(outputs["history"], history)
     io.write_json(outputs["spec"], spec)
     io.write_json(outputs["metrics"], metrics)
