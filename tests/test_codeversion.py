@@ -35,6 +35,33 @@ def test_closure_follows_absolute_relative_and_late_imports(tmp_path):
     assert names == ["__init__.py", "a.py", "b.py", "c.py", "claims.yaml", "d.py"]
 
 
+def test_closure_follows_subpackages_their_relative_imports_and_data(tmp_path):
+    pkg = _package(tmp_path, {"errors.py": "", "io.py": "", "unused.py": ""})
+    sub = pkg / "judge"
+    sub.mkdir()
+    (sub / "__init__.py").write_text('"""imports nothing"""\n')
+    (sub / "decide.py").write_text("from .. import errors\nfrom . import model\nfrom .rules import X\n")
+    (sub / "model.py").write_text("from ..io import read\n")
+    (sub / "rules.py").write_text("X = 'claims.yaml'\n")
+    (sub / "claims.yaml").write_text("- id: x\n")
+    (sub / "power.py").write_text("")
+    (pkg / "claims.yaml").write_text("")  # same name, other folder: not named by the package root
+    script = tmp_path / "script.py"
+    script.write_text("from cnnopt.judge import decide\n")
+    names = [p.relative_to(pkg).as_posix() for p in codeversion.closure(script, pkg)]
+    assert names == ["__init__.py", "errors.py", "io.py", "judge/__init__.py",
+                     "judge/claims.yaml", "judge/decide.py", "judge/model.py", "judge/rules.py"]
+    only_rules = tmp_path / "rules_only.py"
+    only_rules.write_text("from cnnopt.judge.rules import X\n")
+    assert [p.relative_to(pkg).as_posix() for p in codeversion.closure(only_rules, pkg)] == [
+        "__init__.py", "judge/__init__.py", "judge/claims.yaml", "judge/rules.py"]
+    before = codeversion.version(script, pkg)
+    (sub / "power.py").write_text("# not imported\n")
+    assert codeversion.version(script, pkg) == before
+    (sub / "claims.yaml").write_text("- id: y\n")
+    assert codeversion.version(script, pkg) != before
+
+
 def test_version_changes_with_any_file_it_runs_and_only_those(tmp_path):
     pkg = _package(tmp_path, {"a.py": "from . import b\n", "b.py": "", "c.py": ""})
     script = tmp_path / "script.py"

@@ -54,6 +54,8 @@ TWINS = {
     ("sgd", "final_no_momentum"): {"optimizer_config.momentum"},
     ("adam", "final_no_dropout"): {"model.dropout", "model.conv_dropout"},
     ("adam", "final_no_batchnorm"): {"model.batch_norm"},
+    ("rmsprop", "final_default_decay"): {"optimizer_config.rho"},
+    ("adamax", "final_default_rate"): {"optimizer_config.learning_rate"},
 }
 
 
@@ -63,6 +65,42 @@ def test_each_twin_differs_from_its_final_run_in_one_ingredient(optimizer, varia
     twin, final = runs[f"{optimizer}-{variant}-s0"], runs[f"{optimizer}-final-s0"]
     ignored = {"run_id", "variant", "role", "label"}
     assert _differences(twin, final) - ignored == TWINS[(optimizer, variant)]
+
+
+def paper_study():
+    with open(ROOT / "config" / "paper.yaml") as fh:
+        return cnnconfig.deep_merge(study(), yaml.safe_load(fh))  # as --configfile layers it
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop", "adamax"])
+def test_the_papers_scale_has_a_dropout_twin_for_every_final_recipe(optimizer):
+    runs = cnnconfig.expand_runs(cnnconfig.validate(paper_study()))
+    twin, final = runs[f"{optimizer}-final_no_dropout-s0"], runs[f"{optimizer}-final-s0"]
+    assert _differences(twin, final) - {"run_id", "variant", "role", "label"} == \
+        {"model.dropout", "model.conv_dropout"}
+
+
+def test_the_papers_scale_plans_every_arm_every_claim_reads():
+    from cnnopt.judge import claims as judge_claims
+
+    runs = cnnconfig.expand_runs(cnnconfig.validate(paper_study()))
+    planned = {f"{s['optimizer']}/{s['variant']}" for s in runs.values()}
+    needed = {arm for c in judge_claims.load_claims() for arm in judge_claims.arms(c)}
+    assert needed <= planned, sorted(needed - planned)
+    assert {s["seed"] for s in runs.values()} == {0, 1, 2}
+    # the default study leaves out only the dropout twins of SGD, RMSprop and Adamax
+    default = {f"{s['optimizer']}/{s['variant']}" for s in
+               cnnconfig.expand_runs(cnnconfig.validate(study())).values()}
+    assert needed - default == {"sgd/final_no_dropout", "rmsprop/final_no_dropout",
+                                "adamax/final_no_dropout"}
+
+
+def test_the_verdict_defaults_are_the_schemas():
+    from cnnopt.judge.rules import DEFAULT_RULES
+
+    minimal = {k: v for k, v in study().items() if k != "verdicts"}
+    assert cnnconfig.validate(minimal)["verdicts"] == DEFAULT_RULES
+    assert cnnconfig.validate(study())["verdicts"] == DEFAULT_RULES  # config.yaml states them
 
 
 def test_every_final_recipe_has_a_twin_without_its_schedule():

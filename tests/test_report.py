@@ -13,8 +13,11 @@ from markupsafe import escape
 
 from cnnopt import aggregate as agg
 from cnnopt import figures as figs
-from cnnopt import formatting, provenance, report, verdicts
+from cnnopt import formatting, provenance, report, report_tables
 from cnnopt.errors import CnnoptError
+from cnnopt.judge import calibration
+from cnnopt.judge import claims as judge_claims
+from cnnopt.judge import rules as verdicts
 from cnnopt.paper import PAPER_TABLE1
 
 TEMPLATE = ROOT / "report" / "template.html.j2"
@@ -22,12 +25,14 @@ DEVIATIONS = ROOT / "workflow" / "lib" / "cnnopt" / "deviations.yaml"
 HOSTILE_CLASSES = fakeruns.CLASS_NAMES[:9] + [fakeruns.HOSTILE]
 PROVENANCE = {"commit": "0123abc", "hostname": "testhost", "platform": "Linux",
               "generated": "2024-01-01T00:00:00+00:00", "snakemake_version": "9.27.1"}
-TABLES = ("claims", "runs", "table1", "ablation")
+TABLES = ("claims", "runs", "table1", "ablation", "strata", "calibration")
 
 
 def _aggregate(dirs, t, **kw) -> dict:
     agg.aggregate(dirs, t / "runs.csv", t / "table1.csv", t / "ablation.csv", t / "summary.json",
-                  t / "claims.csv", **kw)
+                  t / "claims.csv", t / "strata.csv", **kw)
+    calibration.calibrate(pd.read_csv(t / "strata.csv"), 2,
+                          verdicts.merged({"calibration": {"studies": 20}}), t / "calibration.csv")
     return {n: t / f"{n}.csv" for n in TABLES} | {"summary": t / "summary.json"}
 
 
@@ -70,7 +75,9 @@ def _section(html, start, end):
 def test_sections_present_and_numbered(html):
     for heading in ('<h2 id="summary">1. Summary</h2>',
                     '<h2 id="claims">2. The paper\'s claims, judged</h2>',
-                    "<h3>2.1 Deviations and assumptions</h3>",
+                    '<h3 id="strata">2.2 The model\'s spread</h3>',
+                    '<h3 id="calibration">2.3 How far to trust these verdicts</h3>',
+                    "<h3>2.4 Deviations and assumptions</h3>",
                     '<h2 id="methodology">3. Methodology</h2>',
                     '<h2 id="results">4. Results</h2>',
                     "<h3>4.3 Table 1: initial and final accuracy</h3>",
@@ -86,17 +93,21 @@ def test_sections_present_and_numbered(html):
 
 def test_claims_table_has_a_row_per_claim_with_its_verdict(html, claims):
     section = _section(html, '<table id="claims-table">', "</table>")
-    ids = [c["id"] for c in verdicts.load_claims()]
+    ids = [c["id"] for c in judge_claims.load_claims()]
     assert list(claims["id"]) == ids
     assert re.findall(r'<tr id="claim-([^"]+)">', section) == ids
     rows = re.split(r'(?=<tr id="claim-)', section)[1:]
     for row, c in zip(rows, claims.itertuples(), strict=True):
         css = c.verdict.replace(" ", "-")
-        assert f'<span class="verdict {css}">{c.verdict}</span>' in row, c.id
+        assert f'<span class="verdict {css}">{c.verdict_text}</span>' in row, c.id
+        assert c.verdict_text.startswith(c.verdict)
         assert str(escape(c.claim)) in row, c.id
         assert str(escape(c.reason)) in row, c.id
     assert html.count('<tr id="claim-') == len(ids)
-    assert "not-reproduced" in section  # a verdict with a space gets a dash in its class
+    # a verdict with a space gets a dash in its class
+    row = report_tables.claim_rows(pd.DataFrame([{"id": "x", "kind": "value",
+                                                  "verdict": "not reproduced"}]))[0]
+    assert row["css"] == "not-reproduced"
 
 
 def test_claims_table_numbers_match_claims_csv(html, claims):
@@ -130,9 +141,11 @@ def test_table1_rows_show_ours_and_paper(html, inputs):
     table = pd.read_csv(inputs["tables"]["table1"])
     section = _section(html, "Table 1: initial and final accuracy", "Twins: one ingredient")
     for row in table.itertuples():
-        ours = formatting.pm(row.final, row.final_std)
+        ours = formatting.pm(row.final, row.final_std)  # the best validation epoch's model
+        last = formatting.pm(row.final_last, row.final_last_std)
         paper = f"{PAPER_TABLE1[row.optimizer]['final']:.2f}"
-        pattern = rf"<td>{row.label}</td>.*?{re.escape(ours)}</td><td class=\"n\">{paper}</td>"
+        pattern = (rf"<td>{row.label}</td>.*?{re.escape(ours)}</td><td class=\"n\">{re.escape(last)}"
+                   rf"</td><td class=\"n\">{paper}</td>")
         assert re.search(pattern, section, re.S), row.optimizer
         assert f"{PAPER_TABLE1[row.optimizer]['initial']:.2f}" in section
 
@@ -183,10 +196,13 @@ def test_diverged_run_is_named_and_counted(html, inputs):
 def test_summary_counts_verdicts_and_scale(html, claims):
     summary = _section(html, '<div class="abstract">', "</div>")
     assert "at reduced scale" in summary
-    counts = claims["verdict"].value_counts()
-    assert str(escape(f"Of the paper's {len(claims)} claims (section 2):")) in summary
-    for verdict, n in counts.items():
-        assert f"{n} {verdict}" in summary, verdict
+    for words, group in (("at the paper's budget", claims[claims["scale"] == "paper"]),
+                         ("below the paper's budget", claims[claims["scale"] != "paper"])):
+        assert len(group), words  # the fake has both
+        head = f"Of the paper's claims tested {words} ({len(group)}, section 2): "
+        sentence = str(escape(head)) + summary.split(str(escape(head)), 1)[1].split("</p>")[0]
+        for verdict, n in group["verdict"].value_counts().items():
+            assert f"{n} {verdict}" in sentence, (words, verdict)
 
 
 def test_paper_scale_is_said(inputs, tmp_path):
@@ -277,7 +293,7 @@ def test_minimal_grid_end_to_end(tmp_path):
     assert [d.name for d in dirs] == ["adam-baseline-s0", "adam-final-s0"]
     tables = _aggregate(dirs, tmp_path / "tables")
     claims = pd.read_csv(tables["claims"])
-    assert list(claims["id"]) == [c["id"] for c in verdicts.load_claims()]
+    assert list(claims["id"]) == [c["id"] for c in judge_claims.load_claims()]
     assert verdicts.UNTESTED in set(claims["verdict"])
     named = {n: tmp_path / "figures" / f"{n}.png" for n in figs.FIGURES}
     written = figs.make_all(dirs, tables["table1"], tables["summary"], named,
@@ -346,3 +362,16 @@ def test_the_template_formats_cells_with_the_registered_filters(tmp_path):
     out = env.from_string("{{ a | pm(s) }}|{{ d | signed }}|{{ t | duration }}|{{ n | num(1) }}").render(
         a=70.0, s=1.25, d=-0.5, t=None, n=3)
     assert out == "70.00 \u00b1 1.25|\u22120.50|\u2014|3.0"
+
+
+def test_the_models_spread_and_the_calibration_are_shown(html, inputs):
+    strata = pd.read_csv(inputs["tables"]["strata"])
+    section = _section(html, '<table id="strata-table">', "</table>")
+    for r in strata.itertuples():
+        assert f"<td>{r.stratum}</td>" in section
+        assert f"{formatting.fmt(r.sd_paired)} ({r.df_paired:.0f})" in section
+    cal = _section(html, 'id="calibration"', "</table>")
+    assert "Simulated at this study&#39;s 2 seeds" in cal or "Simulated at this study's 2 seeds" in cal
+    table = pd.read_csv(inputs["tables"]["calibration"])
+    assert cal.count("<tr>") - 1 == len(table[["sd", "family", "kind", "truth"]].drop_duplicates())
+    assert "any false verdict" in cal

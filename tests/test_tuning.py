@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from cnnopt import config as cnnconfig
-from cnnopt import tuning, tuning_tables, verdicts
+from cnnopt import tuning, tuning_tables
 from cnnopt.errors import CnnoptError, ConfigError
+from cnnopt.judge import claims as judge_claims
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,7 +196,8 @@ def test_the_papers_ranking_becomes_claims_on_the_tuned_runs():
                      ("rmsprop/blocks_tuned", "sgd/blocks_tuned")]
     assert claims[0]["paper"] == pytest.approx(85.50 - 84.79)
     assert claims[-1]["kind"] == "top" and claims[-1]["members"] == ["adam/blocks_tuned", "adamax/blocks_tuned"]
-    verdicts.load_claims(yaml.safe_dump(claims))  # well-formed for the judges
+    judge_claims.load_claims(yaml.safe_dump(claims))  # well-formed for the judges
+    assert {c["family"] for c in claims} == {"ranking"}
     assert [c["id"] for c in tuning_tables.ranking_claims("r", "R", ["sgd", "adam", "lion"])] == ["r_rank_adam_sgd"]
 
 

@@ -100,10 +100,10 @@ def test_smoke_report_is_self_contained_and_names_the_paper(smoke_run):
 
 
 def test_smoke_report_opens_with_every_claim_judged(smoke_run):
-    from cnnopt import verdicts
+    from cnnopt.judge import claims as judge_claims
 
     wf, _ = smoke_run
-    ids = [c["id"] for c in verdicts.load_claims()]
+    ids = [c["id"] for c in judge_claims.load_claims()]
     claims = pd.read_csv(wf / "results/tables/claims.csv")
     assert list(claims["id"]) == ids
     # one seed: no claim can be decided, and each row says why
@@ -114,6 +114,7 @@ def test_smoke_report_opens_with_every_claim_judged(smoke_run):
     for cid in ids:
         assert f'id="claim-{cid}"' in html
     assert 'id="deviations"' in html and "reduced scale" in html
+    assert 'id="strata-table"' in html and 'id="calibration-table"' in html
 
 
 def test_a_run_with_an_equal_spec_is_copied_not_trained(smoke_run):
@@ -324,8 +325,9 @@ def _library_files_run_by(script: Path, lib: Path) -> set[Path]:
     finder.run_script(str(script))
     found = {Path(m.__file__) for name, m in finder.modules.items()
              if name.split(".")[0] == "cnnopt" and m.__file__}
-    data = [p for p in (lib / "cnnopt").iterdir() if p.suffix in (".yaml", ".json")]
-    return found | {d for d in data for f in list(found) if d.name in f.read_text()}
+    data = [p for p in (lib / "cnnopt").rglob("*") if p.suffix in (".yaml", ".json")]
+    return found | {d for d in data for f in list(found)
+                    if f.parent == d.parent and d.name in f.read_text()}
 
 
 def test_editing_any_library_file_reruns_exactly_the_rules_that_run_it(smoke_run):
@@ -334,8 +336,9 @@ def test_editing_any_library_file_reruns_exactly_the_rules_that_run_it(smoke_run
     scripts = _rule_scripts(wf)
     assert {"train", "share_run", "evaluate", "aggregate", "figures", "report"} <= set(scripts)
     runs = {rule: _library_files_run_by(script, lib) for rule, script in scripts.items()}
-    files = sorted(p for p in (lib / "cnnopt").iterdir() if p.suffix in (".py", ".yaml"))
-    assert len(files) > 15
+    files = sorted(p for p in (lib / "cnnopt").rglob("*")
+                   if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
+    assert len(files) > 15 and any(p.parent.name == "judge" for p in files)
     jobs_of = {}  # library file -> the rules planned again when it is edited
     summary = [line.split("\t") for line in snakemake(wf, "--summary", *args).stdout.splitlines()
                if "\t" in line]
@@ -349,9 +352,12 @@ def test_editing_any_library_file_reruns_exactly_the_rules_that_run_it(smoke_run
         header = rows[0]
         changed = {row[header.index("rule")] for row in rows[1:]
                    if "params changed" in row[header.index("status")]}
-        assert changed == expected, path.name
-        jobs_of[path.name] = changed
-    assert jobs_of["train.py"] == {"train"} and jobs_of["claims.yaml"] >= {"aggregate"}
+        name = path.relative_to(lib / "cnnopt").as_posix()
+        assert changed == expected, name
+        jobs_of[name] = changed
+    assert jobs_of["train.py"] == {"train"} and jobs_of["judge/claims.yaml"] >= {"aggregate"}
+    assert "figures" not in jobs_of["judge/claims.yaml"]  # rewording a claim redraws no figure
+    assert jobs_of["judge/decide.py"] >= {"aggregate", "calibrate"}
     assert jobs_of["io.py"] >= {"train", "evaluate", "aggregate", "report"}
 
 
@@ -367,6 +373,7 @@ def test_snakemake_report_holds_every_figure_and_table_with_its_caption(smoke_ru
         captions[match.group(1)] = re.sub(r"<[^>]+>", "", json.loads(match.group(2))).split()
     expected = {"report.html": "report", "claims.csv": "claims", "runs.csv": "runs",
                 "table1.csv": "table1", "ablation.csv": "ablation", "manifest.json": "manifest",
+                "strata.csv": "strata", "calibration.csv": "calibration",
                 **{f"{name}.png": name for name in ("val_accuracy_vs_epoch", "val_accuracy_vs_seconds",
                                                     "final_accuracy", "lr_schedules", "confusion_best")},
                 **{f"optimizer_{o}.png": "optimizer" for o in ("adam", "sgd", "rmsprop", "adamax")}}

@@ -1,7 +1,11 @@
 # Aggregate: every run in one table; Table 1 beside the paper; the twins; the summary; and
-# the verdict on each of the paper's claims (workflow/lib/cnnopt/claims.yaml).
+# the verdict on each of the paper's claims (workflow/lib/cnnopt/judge/claims.yaml); the
+# statistical model's spread per stratum.
 
-TABLES = {name: f"results/tables/{name}.csv" for name in ("claims", "runs", "table1", "ablation")}
+TABLES = {
+    name: f"results/tables/{name}.csv"
+    for name in ("claims", "runs", "table1", "ablation", "strata")
+}
 SUMMARY = "results/tables/summary.json"
 
 
@@ -19,6 +23,9 @@ rule aggregate:
         ),
         ablation=report(
             TABLES["ablation"], caption="../../report/captions/ablation.rst", category="Tables"
+        ),
+        strata=report(
+            TABLES["strata"], caption="../../report/captions/strata.rst", category="Tables"
         ),
         summary=SUMMARY,
     log:

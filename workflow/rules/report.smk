@@ -5,7 +5,7 @@ REPORT_HTML = "results/report/report.html"
 
 rule report:
     input:
-        tables=list(TABLES.values()) + TUNING_REPORT_TABLES,
+        tables=list(TABLES.values()) + [CALIBRATION] + TUNING_REPORT_TABLES,
         summary=SUMMARY,
         figures=list(FIGURES.values())
         + list(OPTIMIZER_FIGURES.values())

@@ -1,8 +1,9 @@
-"""Aggregate every run into claims.csv, runs.csv, table1.csv, ablation.csv and summary.json.
+"""Aggregate every run into claims.csv, runs.csv, table1.csv, ablation.csv, strata.csv and
+summary.json.
 
 snakemake.input.metrics      list of results/runs/{run_id}/metrics.json (run folder = parent)
 snakemake.input.evaluations  list of results/runs/{run_id}/evaluation.json (same runs)
-snakemake.output.claims, .runs, .table1, .ablation, .summary   the aggregate files
+snakemake.output.claims, .runs, .table1, .ablation, .summary, .strata   the aggregate files
 snakemake.params.rules, .scale  the config's verdicts block and scale
 snakemake.log[0]             the rule log
 """
@@ -23,6 +24,7 @@ aggregate(
     snakemake.output.ablation,  # noqa: F821
     snakemake.output.summary,  # noqa: F821
     snakemake.output.claims,  # noqa: F821
+    snakemake.output.strata,  # noqa: F821
     rules=dict(snakemake.params.rules),  # noqa: F821
     scale=snakemake.params.scale,  # noqa: F821
 )

@@ -2,7 +2,8 @@
 
 ``runs.read_runs`` reads every run folder into one per-run table (runs.csv); ``table1``,
 ``ablation`` and ``summary`` derive the paper's Table 1, the regularization twins and a JSON
-summary from it; ``aggregate`` writes them and the claims table (``verdicts.judge``).
+summary from it; ``aggregate`` writes them, the claims table (``judge.decide.judge``) and the
+model's strata (``judge.decide.strata``).
 
 Accuracies in the frames are percent. A diverged run (metrics ``diverged`` true) counts in
 the means with the accuracy it scored, and each table says how many of its runs diverged.
@@ -16,15 +17,18 @@ import math
 import numpy as np
 import pandas as pd
 
-from . import io, verdicts
+from . import io
+from .judge import claims as judge_claims
+from .judge import decide
 from .paper import PAPER_BASELINE, PAPER_TABLE1
 from .runs import optimizer_label, optimizer_order, optimizer_rank, read_runs, shown_run
 
 log = logging.getLogger(__name__)
 
 TABLE1_COLUMNS = [
-    "optimizer", "label", "initial", "initial_std", "final", "final_std", "paper_initial",
-    "paper_final", "initial_diff", "final_diff", "key_adjustments", "initial_seconds",
+    "optimizer", "label", "initial", "initial_std", "final", "final_std", "final_last",
+    "final_last_std", "paper_initial", "paper_final", "initial_diff", "final_diff",
+    "key_adjustments", "initial_seconds",
     "final_seconds", "seeds", "initial_seeds", "diverged", "diverged_runs",
     "final_epochs_to_target", "final_seconds_to_target",
 ]
@@ -49,11 +53,19 @@ def _diverged_text(frame: pd.DataFrame) -> str:
     return f"{k} of {len(frame)} diverged" if k else ""
 
 
+def _best(frame: pd.DataFrame) -> pd.Series:
+    """Test accuracy of the best-validation model (the last epoch's where a run has none)."""
+    return frame["test_accuracy_best"].astype(float).fillna(frame["test_accuracy"].astype(float))
+
+
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 1: initial and final test accuracy per optimizer, ours beside the paper's.
 
     Means are over every seed, diverged runs included; time to target is the mean over the
-    final runs that reached the validation target (``verdicts.val_target``).
+    final runs that reached the validation target (``verdicts.val_target``). ``final`` is the
+    model of the best validation epoch (the paper's Final Accuracy, "the highest accuracy
+    achieved"), ``final_last`` the last epoch's; ``initial`` is the last epoch's (the first
+    complete training cycle).
     """
     rows = []
     present = runs.groupby("optimizer")["role"].agg(set)
@@ -63,13 +75,17 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
         mine = runs[runs["optimizer"] == opt]
         ini, fin = mine[mine["role"] == "initial"], mine[mine["role"] == "final"]
         i_mean, i_std, i_n = _stats(ini["test_accuracy"])
-        f_mean, f_std, f_n = _stats(fin["test_accuracy"])
+        # the paper's Final Accuracy is "the highest accuracy achieved": the best validation
+        # epoch's model (chosen on validation, scored once); a run without one counts its last
+        f_mean, f_std, f_n = _stats(_best(fin))
+        l_mean, l_std, _ = _stats(fin["test_accuracy"])
         paper = PAPER_TABLE1.get(opt, {})
         p_i, p_f = paper.get("initial", math.nan), paper.get("final", math.nan)
         ours_adj = [k for k in fin["key_adjustments"] if isinstance(k, str) and k]
         rows.append({
             "optimizer": opt, "label": optimizer_label(opt),
             "initial": i_mean, "initial_std": i_std, "final": f_mean, "final_std": f_std,
+            "final_last": l_mean, "final_last_std": l_std,
             "paper_initial": p_i, "paper_final": p_f,
             "initial_diff": i_mean - p_i, "final_diff": f_mean - p_f,
             "key_adjustments": ours_adj[0] if ours_adj else paper.get("key_adjustments", ""),
@@ -85,7 +101,8 @@ def table1(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def ablation(runs: pd.DataFrame) -> pd.DataFrame:
-    """The twins (role ``ablation``), mean and std over seeds, beside the final run they vary.
+    """The twins (role ``ablation``), mean and std over seeds, beside the final run they vary;
+    both by their best-validation models, as the claims read them.
 
     ``delta`` is the final run's mean minus the twin's: what the ingredient the twin lacks
     adds to the final recipe (positive: the ingredient helps). The claims table tests it.
@@ -93,9 +110,9 @@ def ablation(runs: pd.DataFrame) -> pd.DataFrame:
     abl = runs[runs["role"] == "ablation"]
     rows = []
     for (variant, opt), grp in abl.groupby(["variant", "optimizer"], sort=False):
-        mean, std, n = _stats(grp["test_accuracy"])
+        mean, std, n = _stats(_best(grp))
         final = runs[(runs["optimizer"] == opt) & (runs["role"] == "final")]
-        ref = _stats(final["test_accuracy"])[0] if len(final) else math.nan
+        ref = _stats(_best(final))[0] if len(final) else math.nan
         rows.append({
             "variant": variant, "label": grp.iloc[0]["label"], "optimizer": opt,
             "test_accuracy": mean, "test_accuracy_std": std,
@@ -172,9 +189,19 @@ def summary(runs: pd.DataFrame, table: pd.DataFrame | None = None,
     return _clean(out)
 
 
-def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims,
+def verdict_counts(claims: pd.DataFrame) -> dict:
+    """Verdict counts, all together and split by scale: "paper" (every run at the paper's
+    budget) and "reduced" (some below it)."""
+    at_paper = claims["scale"].astype(str) == "paper"
+    return {"all": _clean(claims["verdict"].value_counts().to_dict()),
+            "paper": _clean(claims.loc[at_paper, "verdict"].value_counts().to_dict()),
+            "reduced": _clean(claims.loc[~at_paper, "verdict"].value_counts().to_dict())}
+
+
+def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims, out_strata,
               rules: dict | None = None, scale: str = "reduced") -> dict:
-    """Collect the runs; write runs.csv, table1.csv, ablation.csv, summary.json and claims.csv.
+    """Collect the runs; write runs.csv, table1.csv, ablation.csv, summary.json, claims.csv
+    and strata.csv.
 
     ``rules`` is the config's ``verdicts`` block and ``scale`` its ``scale``: how each claim
     of the paper (``claims.yaml``) is judged.
@@ -184,8 +211,12 @@ def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_cla
     table = table1(runs)
     abl = ablation(runs)
     summ = summary(runs, table, abl)
-    claims = verdicts.judge(verdicts.load_claims(), runs, read.predictions(), rules, scale)
-    summ["verdicts"] = _clean(claims["verdict"].value_counts().to_dict())
+    claims = decide.judge(judge_claims.load_claims(), runs, read.predictions(), rules, scale)
+    strata = decide.strata(runs, rules, scale)
+    counts = verdict_counts(claims)
+    summ["verdicts"] = counts["all"]
+    summ["verdicts_by_scale"] = {"paper": counts["paper"], "reduced": counts["reduced"]}
+    summ["seeds"] = int(runs["seed"].nunique())
     summ["scale"] = scale
     if runs["diverged"].any():
         log.warning("diverged runs (counted in the means): %s",
@@ -194,6 +225,7 @@ def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_cla
     io.write_csv(out_table1, table)
     io.write_csv(out_ablation, abl)
     io.write_csv(out_claims, claims)
+    io.write_csv(out_strata, strata)
     io.write_json(out_summary, summ)
     log.info("aggregated %d runs: %d Table 1 rows, %d ablation rows, %d claims (%s)", len(runs),
              len(table), len(abl), len(claims),

@@ -90,6 +90,20 @@ def dash(x) -> str:
     return DASH if x is None or x == "" else x
 
 
+def pvalue(x) -> str:
+    """A p-value: three significant digits, "< 0.0001" below that, or an em dash."""
+    if not isnum(x):
+        return DASH
+    v = float(x)
+    return "< 0.0001" if v < 1e-4 else f"{v:.3g}"
+
+
+def percent(x, nd: int = 1) -> str:
+    """A rate in [0, 1] as a percentage ("4.8 %"), or an em dash."""
+    return f"{100 * float(x):.{nd}f} %" if isnum(x) else DASH
+
+
 #: The Jinja filters of the report template: ``{{ x | num(1) }}``, ``{{ d | signed }}``, ...
 FILTERS = {"num": fmt, "signed": signed, "pm": pm, "interval": interval, "duration": duration,
-           "count": count, "g": general, "yesno": yesno, "dash": dash}
+           "count": count, "g": general, "yesno": yesno, "dash": dash, "pvalue": pvalue,
+           "percent": percent}

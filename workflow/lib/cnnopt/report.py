@@ -20,10 +20,12 @@ import jinja2
 import pandas as pd
 import yaml
 
-from . import io, report_future, report_tables, report_text, verdicts
+from . import io, report_future, report_tables, report_text
 from .errors import CnnoptError
 from .figure_names import TUNING_FIGURE_PREFIX, optimizer_figure_name
 from .formatting import FILTERS
+from .judge import decide
+from .judge.rules import merged
 from .paper import PAPER_AUTHORS, PAPER_TITLE
 from .runs import Runs, optimizer_label, optimizer_order, read_runs, shown_run
 
@@ -101,7 +103,7 @@ def _comparison(runs: Runs, table1: pd.DataFrame, figs: dict[str, Path], best) -
 
 def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run_dirs,
                   manifest_json, config: dict, provenance: dict, claims_csv=None,
-                  tuning: Mapping | None = None) -> dict:
+                  tuning: Mapping | None = None, strata_csv=None, calibration_csv=None) -> dict:
     """Every value the template shows, computed from the workflow's outputs.
 
     ``tuning`` maps the tuning tables (``report_future.TABLES``) to their CSV files; without
@@ -110,7 +112,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
     config = config or {}
     runs_df = _read_csv(runs_csv, "runs")
     claims = (_read_csv(claims_csv, "claims") if claims_csv is not None
-              else pd.DataFrame(columns=verdicts.COLUMNS))
+              else pd.DataFrame(columns=decide.COLUMNS))
     table1 = _read_csv(table1_csv, "Table 1")
     abl = _read_csv(ablation_csv, "ablation")
     summ = _read_json(summary_json, "summary")
@@ -126,7 +128,11 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "summary_sentences": report_text.summary_sentences(summ, data, claims),
         "scale": summ.get("scale", config.get("scale", "reduced")),
         "claims": report_tables.claim_rows(claims),
-        "rules": {**verdicts.DEFAULT_RULES, **(config.get("verdicts") or {})},
+        "strata": report_tables.strata_rows(_read_csv(strata_csv, "strata")
+                                            if strata_csv is not None else pd.DataFrame()),
+        "calibration": report_tables.calibration_section(
+            _read_csv(calibration_csv, "calibration") if calibration_csv is not None else None, summ),
+        "rules": merged(config.get("verdicts")),
         "deviations": report_text.deviation_rows(runs, config, data),
         "data": data,
         "models": report_tables.model_rows(runs),
@@ -169,7 +175,8 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
     """Write the self-contained HTML report to ``out_html``.
 
     ``tables`` maps "claims", "runs", "table1", "ablation" and "summary" to the aggregate
-    outputs, and "tuning_candidates", "tuned" and "tuned_claims" to the tuning tables when
+    outputs (and, when present, "strata" and "calibration": the model's spread and the
+    simulated operating characteristics), and "tuning_candidates", "tuned" and "tuned_claims" to the tuning tables when
     the config has searches; ``figures`` maps figure names (e.g. "final_accuracy", "optimizer_adam") to PNG
     paths, or is a list of PNG paths named by their stem; ``provenance`` is what
     ``provenance.collect_provenance`` returns. Nothing is written if any step fails.
@@ -182,7 +189,8 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
         raise CnnoptError(f"report needs the aggregate table(s): {', '.join(missing)}")
     ctx = build_context(tables["runs"], tables["table1"], tables["ablation"], tables["summary"],
                         figures, run_dirs, manifest_json, config, provenance, tables["claims"],
-                        tuning={k: tables[k] for k in report_future.TABLES if k in tables} or None)
+                        tuning={k: tables[k] for k in report_future.TABLES if k in tables} or None,
+                        strata_csv=tables.get("strata"), calibration_csv=tables.get("calibration"))
     try:
         html = environment(template_path.parent).get_template(template_path.name).render(**ctx)
     except jinja2.TemplateError as exc:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from . import verdicts
 from .config import expand_tuning
 from .figure_names import tuning_figure_name
 from .formatting import fmt, general, pm
+from .judge.rules import CONTRADICTED, REPRODUCED, VERDICTS
 from .report_tables import claim_rows, records
 from .runs import optimizer_label
 
@@ -57,10 +57,10 @@ def ranking_sentence(claims: pd.DataFrame) -> str:
     if claims.empty:
         return "Fewer than two of the paper's four optimizers took part in this search, so its ranking is not tested here."
     counts = claims["verdict"].value_counts()
-    parts = ", ".join(f"{counts[v]} {v}" for v in verdicts.VERDICTS if counts.get(v))
-    if counts.get(verdicts.CONTRADICTED):
+    parts = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts.get(v))
+    if counts.get(CONTRADICTED):
         head = "The paper's ranking does not survive equal tuning here"
-    elif counts.get(verdicts.REPRODUCED, 0) == len(claims):
+    elif counts.get(REPRODUCED, 0) == len(claims):
         head = "The paper's ranking survives equal tuning here"
     else:
         head = "Whether the paper's ranking survives equal tuning is not settled here"

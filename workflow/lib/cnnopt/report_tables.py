@@ -13,7 +13,9 @@ import importlib.metadata
 import pandas as pd
 import yaml
 
-from .formatting import isnum
+from .formatting import isnum, percent
+from .judge.metrics import METRICS
+from .judge.rules import VERDICTS
 from .paper import PAPER_TABLE1
 from .report_text import UPDATE_RULES, UPDATE_WORDS, data_notice, describe_model
 from .runs import Run, Runs, optimizer_label, optimizer_order
@@ -129,7 +131,7 @@ def ablation_rows(abl: pd.DataFrame) -> list[dict]:
 
 
 #: What the paper's value is for a comparison without a number of its own.
-_PAPER_KIND = {"greater": "A > B", "top": "top two", "faster": "fewest epochs"}
+_PAPER_KIND = {"greater": "A > B", "top": "each of A > each of B"}
 
 
 def claim_rows(claims: pd.DataFrame) -> list[dict]:
@@ -139,12 +141,47 @@ def claim_rows(claims: pd.DataFrame) -> list[dict]:
         value = r.get("kind") == "value"
         rows.append(r | {
             "value": value, "paper_text": _PAPER_KIND.get(r.get("kind")),
-            "unit": None if value else ("epochs" if r.get("kind") == "faster" else "points"),
+            "unit": None if value else (METRICS.get(r.get("metric") or "accuracy") or {}).get("unit"),
             "n": r.get("n") or 0, "css": (r.get("verdict") or "").replace(" ", "-"),
             "claim": r.get("claim") or "", "where": r.get("where") or "",
             "reason": r.get("reason") or "", "runs": r.get("runs") or "",
         })
     return rows
+
+
+def strata_rows(strata: pd.DataFrame) -> list[dict]:
+    """The model's spread per stratum (strata.csv)."""
+    return records(strata) if len(strata) else []
+
+
+def calibration_section(table: pd.DataFrame, summary: dict) -> dict:
+    """The operating characteristics (calibration.csv) as rows of verdict rates, and a
+    sentence on what they say."""
+    if table is None or table.empty:
+        return {"rows": [], "verdicts": [], "offset": 3, "text": "No calibration was run."}
+    wide = (table.pivot_table(index=["sd", "n", "studies", "family", "kind", "truth"],
+                              columns="verdict", values="rate", aggfunc="first", fill_value=0.0)
+            .reset_index())
+    order = [v for v in (*VERDICTS, "any false verdict") if v in wide.columns]
+    null = table[(table["truth"] == "no difference") &
+                 table["verdict"].isin(["reproduced", "contradicted"])]
+    worst = null.groupby(["sd", "kind"])["rate"].sum().max() if len(null) else float("nan")
+    fam = table[(table["kind"] == "family (any false)") & (table["family"] == "comparisons")]
+    far = table[(table["truth"] == "beyond the margin") & (table["verdict"] == "reproduced")]
+    power = table[(table["truth"] == "true effect 2") & (table["verdict"] == "reproduced")
+                  & (table["kind"] == "greater")]
+    n = int(table["n"].iloc[0])
+    text = (f"Simulated at this study's {n} seeds per arm and each stratum's observed spread: "
+            f"under no true difference a comparison is called reproduced or contradicted in at "
+            f"most {percent(worst)} of simulated claims, and a family of comparisons has any false "
+            f"verdict in at most {percent(fam['rate'].max() if len(fam) else float('nan'))} of "
+            f"studies (Holm). A value truly 3 points from the paper's is called reproduced in "
+            f"{percent(far['rate'].max() if len(far) else 0.0)} of claims. A true difference of 2 "
+            f"points is found in {percent(power['rate'].min() if len(power) else 0.0)} to "
+            f"{percent(power['rate'].max() if len(power) else 0.0)} of claims: with few seeds, "
+            "most real effects of that size stay inconclusive.")
+    rows = [r | {v: r.get(v) for v in order} for r in records(wide)]
+    return {"rows": rows, "verdicts": order, "offset": 3, "text": text}
 
 
 def run_rows(runs_df: pd.DataFrame) -> list[dict]:

@@ -12,8 +12,8 @@ from importlib import resources
 import pandas as pd
 import yaml
 
-from . import verdicts
 from .formatting import DASH, count, duration, fmt, isnum, pm, signed
+from .judge.rules import VERDICTS, merged
 from .paper import PAPER_BASELINE, PAPER_TABLE1
 from .runs import Run, Runs, optimizer_label, shown_run
 
@@ -232,12 +232,18 @@ def summary_sentences(summ: dict, data: dict, claims: pd.DataFrame) -> list[str]
              f"{summ.get('n_runs', 0)} training runs, "
              f"{duration(summ.get('total_train_seconds'))} of training in total.")
     if len(claims):
-        counts = claims["verdict"].value_counts()
-        parts = [f"{int(counts[v])} {v}" for v in verdicts.VERDICTS if v in counts]
-        s.append(f"Of the paper's {len(claims)} claims (section 2): " + listing(parts) + ".")
+        at_paper = claims["scale"].astype(str) == "paper" if "scale" in claims else \
+            pd.Series(True, index=claims.index)
+        for label, group in (("at the paper's budget", claims[at_paper]),
+                             ("below the paper's budget", claims[~at_paper])):
+            if len(group):
+                counts = group["verdict"].value_counts()
+                parts = [f"{int(counts[v])} {v}" for v in VERDICTS if v in counts]
+                s.append(f"Of the paper's claims tested {label} ({len(group)}, section 2): "
+                         + listing(parts) + ".")
     if scale != "paper":
-        s.append("At reduced scale the final runs train far less than the paper's, so their "
-                 "absolute accuracies are not judged; comparisons between twins still are.")
+        s.append("Below the paper's budget a value the paper reports cannot be shown not "
+                 "reproduced, and every verdict is worded with the budget it was reached at.")
     b = summ.get("baseline") or {}
     if isnum(b.get("test_accuracy")):
         s.append(f"The baseline CNN reaches {pm(b['test_accuracy'], b.get('std'))}% test accuracy "
@@ -267,10 +273,13 @@ def baseline_text(summ: dict) -> str:
 def conclusions(summ: dict, claims: pd.DataFrame, data: dict) -> list[str]:
     """One sentence per verdict group, from the claims table, then the caveats."""
     c = []
-    for verdict in verdicts.VERDICTS:
+    for verdict in VERDICTS:
         group = claims[claims["verdict"] == verdict] if len(claims) else claims
         if len(group):
-            c.append(f"{verdict.capitalize()} ({len(group)}): " + "; ".join(group["claim"]))
+            texts = group["verdict_text"] if "verdict_text" in group else group["verdict"]
+            c.append(f"{verdict.capitalize()} ({len(group)}): " + "; ".join(
+                claim + ("" if text == verdict else f" ({text})")
+                for claim, text in zip(group["claim"], texts, strict=True)))
     b = summ.get("baseline") or {}
     if isnum(b.get("test_accuracy")):
         rel = "above" if b["diff"] >= 0 else "below"
@@ -334,6 +343,8 @@ def deviation_rows(runs: Runs, config: dict, data: dict) -> list[dict]:
         "dropout": f"dropout {model.get('conv_dropout', 0)} after each conv block and "
                    f"{model.get('dropout', 0)} after the dense layer in every final recipe",
         "seeds": len(config.get("seeds") or []) or DASH,
+        "margin": f"{merged(config.get('verdicts'))['margin']:g}",
+        "val_target": f"{merged(config.get('verdicts'))['val_target']:g}",
     }
     return [{"topic": d["topic"], "paper": d["paper"], "ours": d["ours"].format_map(_Missing(values))}
             for d in yaml.safe_load(text)]

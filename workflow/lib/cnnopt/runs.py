@@ -25,8 +25,8 @@ import pandas as pd
 from . import io
 from .config import run_id
 from .errors import CnnoptError
+from .judge.rules import DEFAULT_RULES
 from .paper import OPTIMIZER_LABELS, PAPER_TABLE1
-from .verdicts import DEFAULT_RULES
 
 __all__ = ["COLUMNS", "ROLE_ORDER", "Run", "Runs", "optimizer_label", "optimizer_order",
            "optimizer_rank", "read_history", "read_run", "read_runs", "run_id", "shown_run", "sort_runs"]
@@ -48,9 +48,13 @@ COLUMNS = [
     "diverged", "key_adjustments", "diverged_epoch", "epochs_run", "dropout", "conv_dropout",
     "l2", "batch_norm", "architecture", "backend", "device", "validation_size", "n_test",
     "final_val_accuracy", "epochs_to_target", "seconds_to_target", "still_rising",
+    # the model of the best validation epoch (the paper's "highest accuracy achieved")
+    "test_accuracy_best", "best_epoch", "max_train_images",
+    # the curve facts of the claims (cnnopt.judge): see _curve_facts
+    "reached_target", "gap", "val_accuracy_volatility", "val_loss_volatility",
 ]
 _INT_COLUMNS = ("convergence_epoch", "diverged_epoch", "params", "epochs_run", "seed", "epochs",
-                "batch_size", "validation_size", "n_test", "epochs_to_target")
+                "batch_size", "validation_size", "n_test", "best_epoch", "max_train_images")
 
 
 def optimizer_order(names: Iterable[str]) -> list[str]:
@@ -115,11 +119,13 @@ class Run:
         """``key`` of the spec, else of the metrics (the spec is what was asked for)."""
         return self.spec.get(key, self.metrics.get(key, default))
 
-    def predictions(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(test labels, predicted classes), or None when evaluation.json lacks them."""
+    def predictions(self, model: str = "last") -> tuple[np.ndarray, np.ndarray] | None:
+        """(test labels, predicted classes) of the last epoch's model or of the ``"best"``
+        validation epoch's, or None when evaluation.json lacks them."""
         ev = self.evaluation
-        if "labels" in ev and "predictions" in ev:
-            return np.asarray(ev["labels"]), np.asarray(ev["predictions"])
+        scored = ev if model == "last" else ev.get("best_model") or {}
+        if "labels" in ev and "predictions" in scored:
+            return np.asarray(ev["labels"]), np.asarray(scored["predictions"])
         return None
 
 
@@ -145,18 +151,43 @@ def _num(value, scale=1.0):
     return v * scale if math.isfinite(v) else math.nan
 
 
-def _curve_facts(hist: pd.DataFrame, rules: dict) -> dict:
-    """Epochs and seconds to the validation target; whether the curve is still rising."""
-    val = pd.to_numeric(hist["val_accuracy"], errors="coerce") * 100
-    reached = hist[val >= rules["val_target"]]
-    first = reached.iloc[0] if len(reached) else None
-    # still rising: the last epoch's validation accuracy is more than rising_points above the
-    # one rising_epochs earlier (a curve too short to tell counts as rising)
+def _curve_facts(hist: pd.DataFrame, rules: dict, chance: float = 10.0) -> dict:
+    """What the claims read from a run's curves (percent points where accuracies):
+
+    * ``epochs_to_target``, ``seconds_to_target``: when the validation accuracy first reaches
+      ``val_target``, interpolated linearly within that epoch (epoch 0 at ``chance``, the
+      accuracy of a guess), in epochs and in training seconds; NaN and ``reached_target``
+      false when it never does (the judges censor such a run at its planned budget);
+    * ``still_rising``: the last epoch's validation accuracy is more than ``rising_points``
+      above the one ``rising_epochs`` earlier (a curve too short to tell counts as rising);
+    * ``gap``: training minus validation accuracy at the last epoch (overfitting);
+    * ``val_accuracy_volatility``, ``val_loss_volatility``: the standard deviation of the
+      epoch-to-epoch changes of the validation accuracy (points) and loss (NaN below 3 epochs).
+    """
+    val = pd.to_numeric(hist["val_accuracy"], errors="coerce").to_numpy(float) * 100
+    val_loss = pd.to_numeric(hist["val_loss"], errors="coerce").to_numpy(float)
+    elapsed = np.concatenate([[0.0], pd.to_numeric(hist["elapsed"], errors="coerce").to_numpy(float)])
+    target = rules["val_target"]
+    hit = np.flatnonzero(val >= target)
+    epochs = seconds = math.nan
+    if len(hit):
+        k = int(hit[0])  # 0-based index of the first epoch at the target
+        before = val[k - 1] if k else chance
+        frac = 1.0 if val[k] <= before else float(np.clip((target - before) / (val[k] - before), 0, 1))
+        epochs = k + frac
+        seconds = float(elapsed[k] + frac * (elapsed[k + 1] - elapsed[k]))
     k = rules["rising_epochs"]
-    rising = len(val) <= k or bool(val.iloc[-1] - val.iloc[-1 - k] > rules["rising_points"])
-    return {"epochs_to_target": None if first is None else int(first["epoch"]),
-            "seconds_to_target": math.nan if first is None else float(first["elapsed"]),
-            "still_rising": rising}
+    rising = len(val) <= k or bool(val[-1] - val[-1 - k] > rules["rising_points"])
+    train_acc = pd.to_numeric(hist["accuracy"], errors="coerce").to_numpy(float) * 100
+    return {"epochs_to_target": epochs, "seconds_to_target": seconds,
+            "reached_target": bool(len(hit)), "still_rising": rising,
+            "gap": float(train_acc[-1] - val[-1]),
+            "val_accuracy_volatility": _volatility(val), "val_loss_volatility": _volatility(val_loss)}
+
+
+def _volatility(values: np.ndarray) -> float:
+    """The standard deviation of a curve's epoch-to-epoch changes (NaN below 3 epochs)."""
+    return float(np.std(np.diff(values), ddof=1)) if len(values) >= 3 else math.nan
 
 
 def _n_test(ev: dict):
@@ -192,7 +223,10 @@ def _row(run: Run, rules: dict) -> dict:
         "backend": m.get("backend", ""), "device": m.get("device", ""),
         "validation_size": spec.get("validation_size"), "n_test": _n_test(ev),
         "final_val_accuracy": _num(m.get("final_val_accuracy"), 100.0),
-        **_curve_facts(run.history, rules),
+        "test_accuracy_best": _num((ev.get("best_model") or {}).get("test_accuracy"), 100.0),
+        "best_epoch": m.get("best_epoch"), "max_train_images": spec.get("max_train_images"),
+        **_curve_facts(run.history, rules, 100.0 / max(len(ev.get("class_names") or []), 1)
+                       if ev.get("class_names") else 10.0),
     }
 
 
@@ -229,13 +263,15 @@ class Runs:
     def __contains__(self, run_id) -> bool:
         return run_id in self.by_id
 
-    def predictions(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Run id -> (test labels, predicted classes), for the runs whose evaluation has them."""
+    def predictions(self) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+        """(run id, "last" or "best") -> (test labels, predicted classes), for the runs whose
+        evaluation has them."""
         out = {}
         for run in self:
-            pair = run.predictions()
-            if pair is not None:
-                out[run.run_id] = pair
+            for model in ("last", "best"):
+                pair = run.predictions(model)
+                if pair is not None:
+                    out[run.run_id, model] = pair
         return out
 
 

@@ -3,7 +3,7 @@
 ``tables`` reads the selection files (``tuning.select``) and the tuned runs' folders
 (``runs.read_runs``) and writes ``tuning_candidates.csv``, ``tuned.csv`` and
 ``tuned_claims.csv``: whether the paper's ranking of the optimizers survives when each gets
-the same tuning budget, judged with the claims table's rules (``verdicts.judge``).
+the same tuning budget, judged with the claims table's rules (``judge.decide.judge``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import math
 
 import pandas as pd
 
-from . import io, verdicts
+from . import io
 from .config import tuned_variant
+from .judge import decide
 from .paper import PAPER_TABLE1
 from .runs import optimizer_label, read_runs
 
@@ -45,14 +46,16 @@ def ranking_claims(search: str, label: str, optimizers) -> list[dict]:
     """
     order = [o for o in sorted(PAPER_TABLE1, key=lambda o: -PAPER_TABLE1[o]["final"]) if o in optimizers]
     arm = f"{{}}/{tuned_variant(search)}".format
-    claims = [{"id": f"{search}_rank_{a}_{b}", "kind": "greater", "a": arm(a), "b": arm(b),
+    claims = [{"id": f"{search}_rank_{a}_{b}", "family": "ranking", "kind": "greater",
+               "a": arm(a), "b": arm(b),
                "where": "Table 1, under equal tuning",
                "paper": PAPER_TABLE1[a]["final"] - PAPER_TABLE1[b]["final"],
                "claim": f"{label}: tuned {optimizer_label(a)} beats tuned {optimizer_label(b)} "
                         f"(the paper: {PAPER_TABLE1[a]['final']:.2f} vs {PAPER_TABLE1[b]['final']:.2f})"}
               for a, b in zip(order, order[1:], strict=False)]
     if {"adam", "adamax", "rmsprop", "sgd"} <= set(optimizers):
-        claims.append({"id": f"{search}_top_two", "kind": "top", "where": "§IV.5.1, under equal tuning",
+        claims.append({"id": f"{search}_top_two", "family": "ranking", "kind": "top",
+                       "where": "§IV.5.1, under equal tuning",
                        "claim": f"{label}: tuned Adam and Adamax are the two best of the paper's four",
                        "members": [arm("adam"), arm("adamax")], "others": [arm("rmsprop"), arm("sgd")]})
     return claims
@@ -91,7 +94,7 @@ def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_t
 
     ``choice_files`` are the selection files of :func:`select`, ``run_dirs`` the folders of
     the tuned runs (with their evaluation.json), ``labels`` each search's label. The verdicts
-    (``verdicts.judge``, the rules of the claims table) say whether the paper's ranking of the
+    (``judge.decide.judge``, the rules of the claims table) say whether the paper's ranking of the
     optimizers survives when each gets the same tuning budget.
     """
     choices = [io.read_json(p) for p in choice_files]
@@ -101,7 +104,7 @@ def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_t
     for search in dict.fromkeys(c["search"] for c in choices):
         present = [c["optimizer"] for c in choices if c["search"] == search]
         claims += ranking_claims(search, labels.get(search, search), present)
-    judged = verdicts.judge(claims, runs, read.predictions(), rules, scale)
+    judged = decide.judge(claims, runs, read.predictions(), rules, scale)
     io.write_csv(out_candidates, candidate_table(choices))
     io.write_csv(out_tuned, tuned_table(choices, runs, labels))
     io.write_csv(out_claims, judged)

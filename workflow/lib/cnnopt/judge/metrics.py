@@ -1,0 +1,96 @@
+"""What a claim measures on each run, from the per-run table (``runs.read_runs``).
+
+``measure`` turns the runs table into one row per run with an ``arm`` (optimizer/variant),
+its ``stratum`` (``verdicts.strata``), whether it trained at the paper's budget
+(``verdicts.paper_epochs``), and one column per metric of ``METRICS``:
+
+* ``accuracy``: test accuracy (%) of the model the run's role calls for: the best-validation
+  epoch's for the roles in ``verdicts.best_model_roles`` (the paper's Final Accuracy is "the
+  highest accuracy achieved"), the last epoch's otherwise;
+* ``epochs_to_target``, ``seconds_to_target``: time to the validation target (interpolated
+  within the epoch); a run that never reaches it, diverged ones included, is *censored* at
+  its planned budget (its planned epochs; its seconds per epoch times them);
+* ``gap``, ``val_accuracy_volatility``, ``val_loss_volatility``: the curve facts (runs.py).
+
+A diverged run has no accuracy or curve facts here (NaN): the model leaves it out, so that one
+blow-up does not swamp the pooled spread of a whole stratum; the judges say how many runs of
+an arm diverged and never decide *for* an arm with a diverged run. Its time to target is the
+time it reached the target before diverging, if it did, else its planned budget (censored).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+#: Each metric: what it is (for the report), its unit, and whether a run can be censored.
+METRICS = {
+    "accuracy": {"label": "test accuracy", "unit": "points", "censored": False},
+    "epochs_to_target": {"label": "epochs to the validation target", "unit": "epochs",
+                         "censored": True},
+    "seconds_to_target": {"label": "training seconds to the validation target", "unit": "s",
+                          "censored": True},
+    "gap": {"label": "training minus validation accuracy at the last epoch", "unit": "points",
+            "censored": False},
+    "val_accuracy_volatility": {"label": "sd of the epoch-to-epoch changes of validation accuracy",
+                                "unit": "points", "censored": False},
+    "val_loss_volatility": {"label": "sd of the epoch-to-epoch changes of validation loss",
+                            "unit": "", "censored": False},
+}
+
+
+def stratum_of(role: str, strata: dict) -> str:
+    """The declared stratum of a role (a role in none is a stratum of its own)."""
+    for name, roles in strata.items():
+        if role in roles:
+            return name
+    return str(role)
+
+
+def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(frame), math.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
+
+
+def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataFrame:
+    """One row per run: run_id, arm, seed, role, stratum, epochs, at_scale, diverged,
+    still_rising, censored (never reached the target) and every metric of ``METRICS``."""
+    role = runs["role"].astype(str).to_numpy()
+    last, best = _num(runs, "test_accuracy"), _num(runs, "test_accuracy_best")
+    wants_best = np.isin(role, list(rules["best_model_roles"])) & np.isfinite(best)
+    epochs = _num(runs, "epochs")
+    epochs_run = _num(runs, "epochs_run")
+    reached = (runs["reached_target"].fillna(False).astype(bool).to_numpy()
+               if "reached_target" in runs else np.isfinite(_num(runs, "epochs_to_target")))
+    per_epoch = _num(runs, "train_seconds") / np.where(epochs_run > 0, epochs_run, math.nan)
+    paper_epochs = np.array([rules["paper_epochs"].get(r, math.nan) for r in role], float)
+    full_data = (runs["max_train_images"].isna().to_numpy() if "max_train_images" in runs
+                 else np.ones(len(runs), bool))
+    at_scale = np.where(np.isnan(paper_epochs), scale == "paper",
+                        (epochs >= paper_epochs) & full_data)
+    diverged = runs["diverged"].fillna(False).astype(bool).to_numpy()
+    kept = np.where(diverged, math.nan, 1.0)  # NaN out what a diverged run measured
+    out = pd.DataFrame({
+        "run_id": runs["run_id"].astype(str).to_numpy(),
+        "arm": (runs["optimizer"].astype(str) + "/" + runs["variant"].astype(str)).to_numpy(),
+        "seed": pd.to_numeric(runs["seed"], errors="coerce").to_numpy(float),
+        "role": role,
+        "stratum": [stratum_of(r, rules["strata"]) for r in role],
+        "epochs": epochs,
+        "at_scale": at_scale.astype(bool),
+        "diverged": diverged,
+        "still_rising": (runs["still_rising"].fillna(False).astype(bool).to_numpy()
+                         if "still_rising" in runs else np.zeros(len(runs), bool)),
+        "censored": ~reached,
+        "model": np.where(wants_best, "best", "last"),
+        "accuracy": np.where(wants_best, best, last) * kept,
+        "epochs_to_target": np.where(reached, _num(runs, "epochs_to_target"), epochs),
+        "seconds_to_target": np.where(reached, _num(runs, "seconds_to_target"), per_epoch * epochs),
+        "gap": _num(runs, "gap") * kept,
+        "val_accuracy_volatility": _num(runs, "val_accuracy_volatility") * kept,
+        "val_loss_volatility": _num(runs, "val_loss_volatility") * kept,
+    })
+    return out
