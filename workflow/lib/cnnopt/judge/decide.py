@@ -11,7 +11,7 @@ The rules are declared in the config's ``verdicts`` block before any result exis
   converged (a reduced budget or a still-rising curve make that *inconclusive*), and
   *inconclusive* when neither is shown.
 * **greater** (arm A beats arm B on a metric): the paired model's contrast A - B (the seed a
-  block), two-sided t. *Reproduced* when the Holm-adjusted p is below 1 - ``confidence``, the
+  block; fitted on the runs of the strata of A and B), two-sided t. *Reproduced* when the Holm-adjusted p is below 1 - ``confidence``, the
   estimate favours A **and** every seed's own difference does; *contradicted* the same way for
   B; otherwise *inconclusive*. A run that never reaches the validation target is censored at
   its budget, which can only shrink a difference: a censored run of A forbids *reproduced*,
