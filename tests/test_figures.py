@@ -24,7 +24,7 @@ def outputs(tmp_path_factory):
     dirs = fakeruns.make_runs(root / "runs")
     t = root / "tables"
     agg.aggregate(dirs, t / "runs.csv", t / "table1.csv", t / "ablation.csv", t / "summary.json",
-                  t / "claims.csv")
+                  t / "claims.csv", t / "strata.csv")
     named = {n: root / "figures" / f"{n}.png" for n in figs.FIGURES}
     per_opt = {o: root / "figures" / f"{figs.optimizer_figure_name(o)}.png" for o in OPTIMIZERS}
     written = figs.make_all(dirs, t / "table1.csv", t / "summary.json", named, per_opt)
