@@ -69,15 +69,25 @@ def test_power_grows_with_the_effect_and_is_printed(table, capsys):
         print("\n\nPower of the decision rules: share of claims called reproduced for a true "
               f"effect (seed sd x seeds; {int(table[table['family'].str.startswith('effect')]['studies'].max())} "
               "studies each)\n" + power.to_string(float_format=lambda x: f"{100 * x:.1f} %") + "\n")
+        false = table[((table["truth"] == "no difference") & table["verdict"].isin([REPRODUCED, CONTRADICTED]))
+                      | ((table["truth"] == "at the paper's value") & (table["verdict"] == NOT_REPRODUCED))
+                      | ((table["truth"] == "beyond the margin") & (table["verdict"] == REPRODUCED))
+                      | (table["kind"] == "family (any false)")]
+        false = false[false["family"].isin(["comparisons", "values"])]
+        errors = (false.assign(what=false["kind"] + ": " + false["truth"])
+                  .pivot_table(index=["family", "what"], columns=["sd", "n"], values="rate",
+                               aggfunc="sum", fill_value=0.0))
+        print(f"False verdicts ({STUDIES} studies each)\n"
+              + errors.to_string(float_format=lambda x: f"{100 * x:.2f} %") + "\n")
     greater = power.loc["greater"]
     for column in power.columns:
         col = greater[column]
         assert col["true effect 1"] <= col["true effect 2"] <= col["true effect 5"]
     # with little seed noise a 5-point effect is found almost always
     assert greater.loc["true effect 5", (0.3, 3)] > 0.95
-    # and no true effect is ever called contradicted
+    # a true effect is called contradicted (the wrong direction) at most alpha / 2 of the time
     wrong = table[table["truth"].str.startswith("true effect") & (table["verdict"] == CONTRADICTED)]
-    assert wrong["rate"].sum() == 0
+    assert (wrong["rate"] <= ALPHA / 2).all(), wrong
 
 
 def test_simulated_runs_are_seeded_and_carry_per_image_noise():
