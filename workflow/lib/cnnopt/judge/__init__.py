@@ -4,7 +4,7 @@ One idea a module, imported one by one (this file imports nothing, so a module t
 only the decision rules, ``rules``, does not pull in the claims or the statistics):
 
 * ``rules``: the verdicts, the families and the defaults of the config's ``verdicts`` block;
-* ``claims``: the paper's claims (``claims.yaml``) and the runs each one reads;
+* ``claims``: the paper's claims (its data file) and the runs each one reads;
 * ``metrics``: what a claim measures per run (accuracy of the model its role calls for,
   time to target censored at the budget, the curve facts);
 * ``model``: the statistical model of the runs (statsmodels OLS, arm + seed, variance
