@@ -131,7 +131,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "strata": report_tables.strata_rows(_read_csv(strata_csv, "strata")
                                             if strata_csv is not None else pd.DataFrame()),
         "calibration": report_tables.calibration_section(
-            _read_csv(calibration_csv, "calibration") if calibration_csv is not None else None, summ),
+            _read_csv(calibration_csv, "calibration") if calibration_csv is not None else None),
         "rules": merged(config.get("verdicts")),
         "deviations": report_text.deviation_rows(runs, config, data),
         "data": data,

@@ -154,7 +154,7 @@ def strata_rows(strata: pd.DataFrame) -> list[dict]:
     return records(strata) if len(strata) else []
 
 
-def calibration_section(table: pd.DataFrame, summary: dict) -> dict:
+def calibration_section(table: pd.DataFrame | None) -> dict:
     """The operating characteristics (calibration.csv) as rows of verdict rates, and a
     sentence on what they say."""
     if table is None or table.empty:

@@ -92,7 +92,7 @@ def simulate_runs(rng: np.random.Generator, means: dict[str, float], n: int, sd:
     })
 
 
-def _truth(claim: dict, means: dict[str, float], margin: float) -> str:
+def _truth(claim: dict, means: dict[str, float]) -> str:
     if claim["kind"] == "value":
         return "at the paper's value" if means[claim["run"]] == claim["paper"] else "beyond the margin"
     pairs = [(claim["a"], claim["b"])] if claim["kind"] == "greater" else \
@@ -124,11 +124,10 @@ def _run(job) -> pd.DataFrame:
                     for _ in range(studies)]
     finally:
         gc.unfreeze()
-    margin = rules.get("margin", 2.0)
     out = pd.DataFrame(np.array(verdicts), columns=[c["id"] for c in claims])
     long = out.melt(var_name="id", value_name="verdict")
     info = pd.DataFrame([{"id": c["id"], "family": c["family"], "kind": c["kind"],
-                          "truth": _truth(c, means, margin)} for c in claims])
+                          "truth": _truth(c, means)} for c in claims])
     long = long.merge(info, on="id")
     long["wrong"] = [_wrong(t, v) for t, v in zip(long["truth"], long["verdict"], strict=True)]
     long["study"] = np.tile(np.arange(studies), len(claims))
