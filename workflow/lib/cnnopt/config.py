@@ -163,17 +163,17 @@ def _check_hyperparameters(where: str, kind: str, hyper: dict) -> None:
 def _check_references(config: dict) -> None:
     for name, hyper in config["optimizers"].items():
         _check_hyperparameters(f"optimizers/{name}", hyper.get("type", name), hyper)
-    for i, block in enumerate(config["grid"]):
+    for key, i, block in _grid_blocks(config):
         for name in block["optimizers"]:
             if name not in config["optimizers"]:
                 raise ConfigError(
-                    f"config key grid/{i}/optimizers: unknown optimizer {name!r}; "
+                    f"config key {key}/{i}/optimizers: unknown optimizer {name!r}; "
                     f"defined: {', '.join(sorted(config['optimizers']))}"
                 )
         for name in block["variants"]:
             if name not in config["variants"]:
                 raise ConfigError(
-                    f"config key grid/{i}/variants: unknown variant {name!r}; "
+                    f"config key {key}/{i}/variants: unknown variant {name!r}; "
                     f"defined: {', '.join(sorted(config['variants']))}"
                 )
     for vname, variant in config["variants"].items():
@@ -287,10 +287,18 @@ def run_spec(config: dict, optimizer: str, variant: str, seed: int) -> dict:
     }
 
 
+def _grid_blocks(config: dict):
+    """(key, index, block) of `grid`, then of `extra_grid` (a layered config's additions)."""
+    for key in ("grid", "extra_grid"):
+        for i, block in enumerate(config.get(key, [])):
+            yield key, i, block
+
+
 def expand_runs(config: dict) -> dict[str, dict]:
-    """Every run of the grid (optimizers x variants x seeds), keyed by run id, in grid order."""
+    """Every run of the grid and extra_grid (optimizers x variants x seeds), keyed by run id,
+    in grid order."""
     runs: dict[str, dict] = {}
-    for block in config["grid"]:
+    for _, _, block in _grid_blocks(config):
         for variant in block["variants"]:
             for optimizer in block["optimizers"]:
                 for seed in config["seeds"]:
