@@ -30,7 +30,13 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
 
 
+# Every product a user opens, not the report alone: Snakemake does not rebuild a deleted file
+# whose consumers are up to date, so the tables and figures are targets in their own right.
 rule all:
     default_target: True
     input:
-        REPORT_HTML,
+        rules.report.output,
+        rules.aggregate.output,
+        rules.calibrate.output,
+        rules.figures.output,
+        TUNING_PRODUCTS,

@@ -11,8 +11,23 @@ sys.path.insert(0, str(ROOT / "workflow" / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slurm: runs a single-node SLURM cluster (slurm-wlm, munge)")
+def pytest_collection_modifyitems(items):
+    """A test that takes the mirror fixture is marked ``mirror`` (markers: pyproject.toml).
+    Then the order: the SLURM tests (the longest file, much of it waiting on the cluster),
+    the other ``slow`` tests, the other ``dag`` tests, then the unit tests (stable within
+    each), so that on two workers (``-n 2``; ``--dist loadfile --no-loadscope-reorder`` in
+    pyproject.toml) the long files start first and the workers finish together."""
+    for item in items:
+        if "mirror" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.mirror)
+
+    def rank(item) -> int:
+        for i, marker in enumerate(("slurm", "slow", "dag")):
+            if item.get_closest_marker(marker):
+                return i
+        return 3
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-CLASS_NAMES = [
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-]
+from cnnopt import data
+
+CLASS_NAMES = list(data.CLASS_NAMES)  # CIFAR-10's, in label order
 
 
 def md5(path) -> str:

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CLASS_NAMES = ["airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck"]
+from cnnopt import data
+
+CLASS_NAMES = list(data.CLASS_NAMES)
 
 N_CLASSES = len(CLASS_NAMES)
 HOSTILE = "<script>alert(1)</script>"

@@ -15,7 +15,9 @@ import pytest
 from datasets import make_canonical_python_archive
 from workflow_helpers import ROOT, config_args, copy_workflow, run_ids, snakemake
 
-BACKEND_SMOKE = str(ROOT / "tests" / "configs" / "backend_smoke.yaml")
+pytestmark = [pytest.mark.backends, pytest.mark.dag, pytest.mark.slow]
+
+SMALL_GRID = str(ROOT / "tests" / "configs" / "small_grid.yaml")
 BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(
     importlib.util.find_spec(b) is None, reason=f"{b} is not installed (pip install -r requirements-{b}.txt)"))
     for b in ("jax", "torch")]
@@ -28,7 +30,7 @@ def backend_run(request, tmp_path_factory):
     archive = root / "cifar-10-python.tar.gz"
     md5 = make_canonical_python_archive(archive, n_train_per_class=60, n_test_per_class=20)
     wf = copy_workflow(root / "wf")
-    args = ["--configfile", "config/smoke.yaml", BACKEND_SMOKE, *config_args(
+    args = ["--configfile", "config/smoke.yaml", SMALL_GRID, *config_args(
         data_source=archive, data_checksum=f"md5:{md5}", validation_size=100,
         max_train_images=0, max_test_images=0, threads=1)]
     proc = snakemake(wf, "--cores", "2", *args, env={"KERAS_BACKEND": backend})
@@ -38,7 +40,7 @@ def backend_run(request, tmp_path_factory):
 
 def test_the_smoke_dag_runs_every_rule_on_the_backend(backend_run):
     backend, wf = backend_run
-    expected = run_ids("config/smoke.yaml", BACKEND_SMOKE)
+    expected = run_ids("config/smoke.yaml", SMALL_GRID)
     assert len(expected) == 5
     for rid in expected:
         metrics = json.loads((wf / f"results/runs/{rid}/metrics.json").read_text())

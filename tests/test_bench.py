@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.bench
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -28,6 +30,8 @@ def _table_rows(text: str) -> dict[str, list[list[str]]]:
     return rows
 
 
+@pytest.mark.dag
+@pytest.mark.slow
 def test_quick_bench_prints_p1_p2_p5_with_numbers(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.run(
@@ -154,7 +158,6 @@ def test_table_shows_the_numbers_given_and_judges_the_goals():
 
 
 def test_provenance_is_the_workflows():
-    pytest.importorskip("cnnopt.provenance")
     import snakemake
     from common import provenance
 

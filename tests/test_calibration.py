@@ -1,7 +1,7 @@
 """The decision rules' error rates, simulated (cnnopt.judge.calibration): the rules are trusted
 only because this test shows their operating characteristics.
 
-2,000 simulated studies per setting (seed sd 0.3, 1 and 2 points; 2 and 3 seeds), each with
+1,000 simulated studies per setting (seed sd 0.3, 1 and 2 points; 2 and 3 seeds), each with
 per-image test noise on 10,000 images, judged by ``decide.judge`` itself. Under no true
 difference no claim kind and no family (after Holm) is called reproduced or contradicted more
 than 5 % of the time, beyond Monte Carlo error; a value 3 points from the paper's is called
@@ -17,7 +17,9 @@ import pytest
 from cnnopt.judge import calibration
 from cnnopt.judge.rules import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
 
-SDS, NS, STUDIES = (0.3, 1.0, 2.0), (2, 3), 2000
+pytestmark = pytest.mark.slow  # 6,000 simulated studies, each judged as a real one
+
+SDS, NS, STUDIES = (0.3, 1.0, 2.0), (2, 3), 1000
 ALPHA = 0.05
 
 

@@ -15,6 +15,8 @@ from workflow_helpers import ROOT, config_args, copy_workflow, snakemake
 
 from cnnopt import config as cnnconfig
 
+pytestmark = pytest.mark.dag
+
 FUTURE_SMOKE = str(ROOT / "tests" / "configs" / "future_smoke.yaml")
 TINY = {"validation_size": 100, "max_train_images": 0, "max_test_images": 0, "threads": 1}
 

@@ -199,6 +199,7 @@ ACQUIRED = re.compile(r"acquired GPU (\S+) \(CUDA_VISIBLE_DEVICES=\S+\) at t=([\
 RELEASED = re.compile(r"released GPU (\S+) at t=([\d.]+)")
 
 
+@pytest.mark.dag
 def test_workflow_runs_two_trainings_at_once_on_different_gpus(tmp_path, monkeypatch):
     """snakemake --cores 4 --resources gpu=2 with a fake list of two GPUs."""
     archive = tmp_path / "cifar-10-python.tar.gz"

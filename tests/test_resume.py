@@ -21,6 +21,8 @@ from workflow_helpers import assert_same_weights
 
 from cnnopt import config as cnnconfig
 
+pytestmark = [pytest.mark.dag, pytest.mark.slow]  # trainings as jobs: killed, resumed, retried
+
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """
 import json, sys

@@ -47,6 +47,11 @@ def run(spec, arrays, folder):
     return metrics, pd.read_csv(outputs["history"]), outputs
 
 
+def test_an_unknown_architecture_is_refused_not_built_as_blocks():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet20'; known: tutorial, blocks"):
+        models.build({"architecture": "resnet20", "filters": [8], "convs_per_block": 1})
+
+
 def test_tutorial_model_matches_the_tensorflow_tutorial():
     model = models.build({"architecture": "tutorial"})
     convs = [layer.filters for layer in model.layers if hasattr(layer, "filters")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
-import modulefinder
+import os
 import re
 import shutil
 import subprocess
@@ -21,7 +21,17 @@ from datasets import (
     serve_directory,
     truncate,
 )
-from workflow_helpers import config_args, copy_workflow, run_ids, snakemake
+from workflow_helpers import (
+    ROOT,
+    SNAKEMAKE,
+    config_args,
+    copy_workflow,
+    rule_scripts,
+    run_ids,
+    snakemake,
+)
+
+pytestmark = pytest.mark.dag
 
 SMOKE = ["--configfile", "config/smoke.yaml"]
 DIVERGE = str(Path(__file__).parent / "configs" / "diverge.yaml")
@@ -141,6 +151,55 @@ def test_rerun_with_nothing_changed_plans_nothing(smoke_run):
     proc = snakemake(wf, "-n", *args)  # the server is gone: nothing may need it
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Nothing to be done" in proc.stdout
+
+
+def test_deleted_tables_and_figures_come_back_and_nothing_else_is_redone(smoke_run):
+    wf, args = smoke_run
+    products = {p.relative_to(wf) for d in ("results/tables", "results/figures")
+                for p in (wf / d).iterdir()}
+    assert {Path("results/tables/table1.csv"), Path("results/figures/final_accuracy.png")} <= products
+    for d in ("results/tables", "results/figures"):
+        shutil.rmtree(wf / d)
+    plan = planned(wf, args)  # the report is up to date, yet its inputs are gone
+    assert plan == {"aggregate": 1, "calibrate": 1, "figures": 1, "report": 1, "all": 1}
+    proc = snakemake(wf, "--cores", "2", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert {p.relative_to(wf) for d in ("results/tables", "results/figures")
+            for p in (wf / d).iterdir()} == products
+
+
+RULEGRAPHS = {"default": [], "future": ["--configfile", "config/future.yaml"]}
+RULEGRAPH_BLOCK = re.compile(r"(<!-- rulegraph (\w+):[^\n]*-->\n```mermaid\n)(.*?)(```\n)", re.S)
+
+
+def _rulegraph(wf: Path, *args: str) -> str:
+    """``snakemake --rulegraph mermaid-js`` of the workflow in ``wf``, its edges sorted
+    (Snakemake lists them in set order, which varies between runs; the diagram is the same)."""
+    proc = subprocess.run([str(SNAKEMAKE), "--rulegraph", "mermaid-js", "--quiet", *args],
+                          cwd=wf, text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    edges = sorted((line for line in lines if "-->" in line),
+                   key=lambda e: [int(n) for n in re.findall(r"id(\d+)", e)][::-1])
+    return "\n".join([line for line in lines if "-->" not in line] + edges) + "\n"
+
+
+def test_the_readmes_rule_graphs_are_snakemakes_own(tmp_path):
+    """The README draws the DAG with what ``snakemake --rulegraph mermaid-js`` prints, for the
+    default and the future configs. ``CNNOPT_UPDATE_README=1`` rewrites a stale copy."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    found = {m.group(2): m.group(3) for m in RULEGRAPH_BLOCK.finditer(text)}
+    assert set(found) == set(RULEGRAPHS), found.keys()
+    wf = copy_workflow(tmp_path)
+    fresh = {name: _rulegraph(wf, *args) for name, args in RULEGRAPHS.items()}
+    if os.environ.get("CNNOPT_UPDATE_README") == "1":
+        readme.write_text(RULEGRAPH_BLOCK.sub(
+            lambda m: m.group(1) + fresh[m.group(2)] + m.group(4), text))
+        found = fresh
+    for name, graph in fresh.items():
+        assert found[name] == graph, (
+            f"README.md's {name} rule graph is stale: rerun with CNNOPT_UPDATE_README=1")
 
 
 def test_default_config_plans_the_whole_study(tmp_path):
@@ -319,58 +378,38 @@ def test_a_template_change_reruns_only_the_report(smoke_run):
     assert plan == {"report": 1, "all": 1}
 
 
-def _rule_scripts(wf: Path) -> dict[str, Path]:
-    """Rule name -> its script, read from the rule modules."""
-    out = {}
-    for smk in (wf / "workflow/rules").glob("*.smk"):
-        for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:
-            script = re.search(r'"\.\./scripts/(\w+\.py)"', block)
-            if script:
-                out[block.split(":", 1)[0].strip()] = wf / "workflow/scripts" / script.group(1)
-    return out
+# Library files whose edits are replayed through Snakemake: the training code, a claim's
+# wording, a module that every stage imports, one the figures alone run. Which rules import
+# which file is pinned, for every file, by tests/test_codeversion.py; this test shows that the
+# code versions reach Snakemake's params trigger.
+EDITED = ("train.py", "judge/claims.yaml", "io.py", "figure_names.py")
 
 
-def _library_files_run_by(script: Path, lib: Path) -> set[Path]:
-    """The cnnopt files ``script`` runs, found by the standard library's modulefinder (not by
-    the workflow's own reader), plus the package's data files named in those modules."""
-    finder = modulefinder.ModuleFinder(path=[str(lib)])
-    finder.run_script(str(script))
-    found = {Path(m.__file__) for name, m in finder.modules.items()
-             if name.split(".")[0] == "cnnopt" and m.__file__}
-    data = [p for p in (lib / "cnnopt").rglob("*") if p.suffix in (".yaml", ".json")]
-    return found | {d for d in data for f in list(found)
-                    if f.parent == d.parent and d.name in f.read_text()}
+def test_editing_a_library_file_reruns_exactly_the_rules_that_run_it(smoke_run):
+    from cnnopt import codeversion
 
-
-def test_editing_any_library_file_reruns_exactly_the_rules_that_run_it(smoke_run):
     wf, args = smoke_run
-    lib = wf / "workflow/lib"
-    scripts = _rule_scripts(wf)
-    assert {"train", "share_run", "evaluate", "aggregate", "figures", "report"} <= set(scripts)
-    runs = {rule: _library_files_run_by(script, lib) for rule, script in scripts.items()}
-    files = sorted(p for p in (lib / "cnnopt").rglob("*")
-                   if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts)
-    assert len(files) > 15 and any(p.parent.name == "judge" for p in files)
-    jobs_of = {}  # library file -> the rules planned again when it is edited
+    lib = wf / "workflow/lib/cnnopt"
+    runs = {rule: set(codeversion.closure(script, lib)) for rule, script in rule_scripts(wf).items()}
     summary = [line.split("\t") for line in snakemake(wf, "--summary", *args).stdout.splitlines()
                if "\t" in line]
     in_dag = {row[summary[0].index("rule")] for row in summary[1:]}  # the smoke DAG's rules
-    for path in files:
-        expected = {rule for rule, used in runs.items() if path in used and rule in in_dag}
+    jobs_of = {}  # library file -> the rules planned again when it is edited
+    for name in EDITED:
+        path = lib / name
         with appended(path, "\n# edited\n"):
             proc = snakemake(wf, "--summary", *args)
         assert proc.returncode == 0, proc.stdout[-3000:]
         rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
         header = rows[0]
-        changed = {row[header.index("rule")] for row in rows[1:]
-                   if "params changed" in row[header.index("status")]}
-        name = path.relative_to(lib / "cnnopt").as_posix()
-        assert changed == expected, name
-        jobs_of[name] = changed
+        jobs_of[name] = {row[header.index("rule")] for row in rows[1:]
+                         if "params changed" in row[header.index("status")]}
+        assert jobs_of[name] == {rule for rule, used in runs.items()
+                                 if path in used and rule in in_dag}, name
     assert jobs_of["train.py"] == {"train"} and jobs_of["judge/claims.yaml"] >= {"aggregate"}
     assert "figures" not in jobs_of["judge/claims.yaml"]  # rewording a claim redraws no figure
-    assert jobs_of["judge/decide.py"] >= {"aggregate", "calibrate"}
     assert jobs_of["io.py"] >= {"train", "evaluate", "aggregate", "report"}
+    assert jobs_of["figure_names.py"] == {"figures", "report"}
 
 
 def test_snakemake_report_holds_every_figure_and_table_with_its_caption(smoke_run):
@@ -430,6 +469,7 @@ def _chromium() -> str:
     pytest.skip("no Chromium on PATH (.ci/run installs Debian's chromium; see /tmp/cnnopt-apt-chromium.log)")
 
 
+@pytest.mark.browser
 def test_report_opens_in_a_browser_with_every_image_decoded(smoke_run, tmp_path):
     wf, _ = smoke_run
     browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"]

@@ -65,3 +65,16 @@ def assert_same_weights(model_a: Path, model_b: Path, atol: float = 1e-6) -> Non
     assert len(a) == len(b) and len(a) > 0
     for wa, wb in zip(a, b, strict=True):
         np.testing.assert_allclose(wa, wb, rtol=0, atol=atol)
+
+
+def rule_scripts(root: Path = ROOT) -> dict[str, Path]:
+    """Rule name -> its script, read from the rule modules of the workflow in ``root``."""
+    import re
+
+    out = {}
+    for smk in (root / "workflow/rules").glob("*.smk"):
+        for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:
+            script = re.search(r'"\.\./scripts/(\w+\.py)"', block)
+            if script:
+                out[block.split(":", 1)[0].strip()] = root / "workflow/scripts" / script.group(1)
+    return out

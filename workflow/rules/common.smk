@@ -87,6 +87,8 @@ TUNING_FIGURES = {
 TUNED_RUNS = cnnconfig.tuned_runs(TUNING_RUNS)
 # What the report reads of the tuning study (nothing without searches).
 TUNING_REPORT_TABLES = list(TUNING_TABLES.values()) if SEARCHES else []
+# Every product of the tuning study (targets of rule all; nothing without searches).
+TUNING_PRODUCTS = TUNING_REPORT_TABLES + list(TUNING_FIGURES.values())
 
 
 def tuned_choice(wildcards):

@@ -176,10 +176,16 @@ def build(spec: dict, num_classes: int = 10, seed: int | None = None) -> keras.M
             return build({**spec, "precision": "float32"}, num_classes, seed)
         finally:
             keras.config.set_dtype_policy(previous)
-    if spec["architecture"] == "tutorial":
-        return tutorial(num_classes)
-    if spec["architecture"] == "fast":
-        return fast(spec, num_classes, seed)
-    if spec["architecture"] == "resnet":
-        return resnet(spec, num_classes)
-    return blocks(spec, num_classes, seed)
+    name = spec["architecture"]
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name](spec, num_classes, seed)
+
+
+# Architecture name -> builder(spec, num_classes, seed): what `model.architecture` may name.
+ARCHITECTURES = {
+    "tutorial": lambda spec, num_classes, seed: tutorial(num_classes),
+    "blocks": blocks,
+    "fast": fast,
+    "resnet": lambda spec, num_classes, seed: resnet(spec, num_classes),
+}
