@@ -432,6 +432,20 @@ def test_snakemake_report_holds_every_figure_and_table_with_its_caption(smoke_ru
         assert filename in names, filename
         text = (wf / f"report/captions/{caption}.rst").read_text().replace("``", "").split()
         assert captions.get(filename) == text, filename
+    # grouped as the HTML report is, each item labelled
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", page, re.S).group(1))
+    placed = {Path(path).name: (category, sub) for category, subs in categories.items()
+              for sub, paths in subs.items() for path in paths}
+    labels = {Path(path).name: result["labels"] for path, result in json.loads(
+        re.search(r"var results = (\{.*?\});\n", page, re.S).group(1)).items()}
+    assert set(placed) == set(expected) and all(labels[name] for name in expected)
+    assert {placed[n][0] for n in ("claims.csv", "strata.csv", "calibration.csv")} == {"1. Claims"}
+    assert {placed[n][0] for n in ("table1.csv", "ablation.csv", "runs.csv")} == {"2. Table 1"}
+    for o in ("adam", "sgd", "rmsprop", "adamax"):
+        assert placed[f"optimizer_{o}.png"] == ("3. Figures", "Per optimizer")
+        assert labels[f"optimizer_{o}.png"] == {"optimizer": o}
+    assert placed["final_accuracy.png"] == ("3. Figures", "Comparisons")
+    assert [placed[n][0] for n in ("report.html", "manifest.json")] == ["5. The report", "6. Data"]
     # the workflow's own description, rendered with the config
     assert "The grid was 1 seed(s) per run" in page
 

@@ -15,17 +15,34 @@ rule aggregate:
         evaluations=run_files("evaluation.json"),
     output:
         claims=report(
-            TABLES["claims"], caption="../../report/captions/claims.rst", category="Tables"
+            TABLES["claims"],
+            caption="../../report/captions/claims.rst",
+            category=REPORT_CATEGORIES["claims"],
+            labels={"table": "verdict on each claim"},
         ),
-        runs=report(TABLES["runs"], caption="../../report/captions/runs.rst", category="Tables"),
+        runs=report(
+            TABLES["runs"],
+            caption="../../report/captions/runs.rst",
+            category=REPORT_CATEGORIES["table1"],
+            labels={"table": "every run"},
+        ),
         table1=report(
-            TABLES["table1"], caption="../../report/captions/table1.rst", category="Tables"
+            TABLES["table1"],
+            caption="../../report/captions/table1.rst",
+            category=REPORT_CATEGORIES["table1"],
+            labels={"table": "Table 1 beside the paper"},
         ),
         ablation=report(
-            TABLES["ablation"], caption="../../report/captions/ablation.rst", category="Tables"
+            TABLES["ablation"],
+            caption="../../report/captions/ablation.rst",
+            category=REPORT_CATEGORIES["table1"],
+            labels={"table": "twins, one ingredient each"},
         ),
         strata=report(
-            TABLES["strata"], caption="../../report/captions/strata.rst", category="Tables"
+            TABLES["strata"],
+            caption="../../report/captions/strata.rst",
+            category=REPORT_CATEGORIES["claims"],
+            labels={"table": "seed spread per stratum"},
         ),
         summary=SUMMARY,
     log:

@@ -8,7 +8,12 @@ rule calibrate:
     input:
         strata=rules.aggregate.output.strata,
     output:
-        report(CALIBRATION, caption="../../report/captions/calibration.rst", category="Tables"),
+        report(
+            CALIBRATION,
+            caption="../../report/captions/calibration.rst",
+            category=REPORT_CATEGORIES["claims"],
+            labels={"table": "error rates of the decision rules"},
+        ),
     log:
         "results/logs/calibrate.log",
     benchmark:

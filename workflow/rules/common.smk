@@ -38,6 +38,15 @@ OPTIMIZERS_WITH_FINAL = sorted(
     {s["optimizer"] for s in STUDY_RUNS.values() if s["role"] == "final"}
 )
 RUN_DIR = "results/runs/{run}"
+# The groups of `snakemake --report` (in the order of the HTML report's sections).
+REPORT_CATEGORIES = {
+    "claims": "1. Claims",
+    "table1": "2. Table 1",
+    "figures": "3. Figures",
+    "tuning": "4. Tuning (future work)",
+    "report": "5. The report",
+    "data": "6. Data",
+}
 
 
 def one_of(names):

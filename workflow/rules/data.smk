@@ -42,7 +42,8 @@ rule prepare_data:
         manifest=report(
             DATA_MANIFEST,
             caption="../../report/captions/manifest.rst",
-            category="Data",
+            category=REPORT_CATEGORIES["data"],
+            labels={"file": "data manifest"},
         ),
     log:
         "results/logs/prepare_data.log",

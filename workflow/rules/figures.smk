@@ -15,15 +15,25 @@ rule figures:
         summary=SUMMARY,
     output:
         **{
-            name: report(path, caption=f"../../report/captions/{name}.rst", category="Figures")
+            name: report(
+                path,
+                caption=f"../../report/captions/{name}.rst",
+                category=REPORT_CATEGORIES["figures"],
+                subcategory="Comparisons",
+                labels={"figure": name.replace("_", " ")},
+            )
             for name, path in FIGURES.items()
         },
-        optimizer_figures=report(
-            list(OPTIMIZER_FIGURES.values()),
-            caption="../../report/captions/optimizer.rst",
-            category="Figures",
-            subcategory="Per optimizer",
-        ),
+        **{
+            optimizer_figure_name(opt): report(
+                path,
+                caption="../../report/captions/optimizer.rst",
+                category=REPORT_CATEGORIES["figures"],
+                subcategory="Per optimizer",
+                labels={"optimizer": opt},
+            )
+            for opt, path in OPTIMIZER_FIGURES.items()
+        },
     log:
         "results/logs/figures.log",
     benchmark:

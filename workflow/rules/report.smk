@@ -17,7 +17,12 @@ rule report:
         manifest=DATA_MANIFEST,
         template="report/template.html.j2",
     output:
-        report(REPORT_HTML, caption="../../report/captions/report.rst", category="Report"),
+        report(
+            REPORT_HTML,
+            caption="../../report/captions/report.rst",
+            category=REPORT_CATEGORIES["report"],
+            labels={"file": "the report, self-contained"},
+        ),
     log:
         "results/logs/report.log",
     benchmark:

@@ -45,7 +45,10 @@ if SEARCHES:
         output:
             **{
                 name: report(
-                    path, caption=f"../../report/captions/{name}.rst", category="Future work"
+                    path,
+                    caption=f"../../report/captions/{name}.rst",
+                    category=REPORT_CATEGORIES["tuning"],
+                    labels={"table": name.replace("_", " ")},
                 )
                 for name, path in TUNING_TABLES.items()
             },
@@ -73,11 +76,15 @@ if SEARCHES:
         input:
             candidates=TUNING_TABLES["tuning_candidates"],
         output:
-            figures=report(
-                list(TUNING_FIGURES.values()),
-                caption="../../report/captions/tuning.rst",
-                category="Future work",
-            ),
+            **{
+                name: report(
+                    path,
+                    caption="../../report/captions/tuning.rst",
+                    category=REPORT_CATEGORIES["tuning"],
+                    labels={"figure": name.replace("_", " ")},
+                )
+                for name, path in TUNING_FIGURES.items()
+            },
         log:
             "results/logs/tuning_figures.log",
         benchmark:

@@ -4,8 +4,9 @@ snakemake.input.metrics            list of results/runs/{run_id}/metrics.json (r
                                    history.csv, run.json and evaluation.json are read beside it)
 snakemake.input.table1             results/tables/table1.csv
 snakemake.input.summary            results/tables/summary.json (names the best run)
-snakemake.output.optimizer_figures list of results/figures/optimizer_{optimizer}.png; the
-                                   optimizer is read from the file name (figure_optimizer)
+snakemake.output.optimizer_<name>  results/figures/optimizer_<name>.png, one per optimizer
+                                   (every named output that is not in FIGURES; the optimizer
+                                   is read from the name: figure_optimizer)
 snakemake.output.val_accuracy_vs_epoch, .val_accuracy_vs_seconds, .final_accuracy,
 snakemake.output.lr_schedules, .confusion_best      one PNG each
 snakemake.log[0]                   the rule log
@@ -25,5 +26,6 @@ make_all(
     snakemake.input.table1,  # noqa: F821
     snakemake.input.summary,  # noqa: F821
     {name: getattr(snakemake.output, name) for name in FIGURES},  # noqa: F821
-    {figure_optimizer(Path(p).stem): p for p in snakemake.output.optimizer_figures},  # noqa: F821
+    {figure_optimizer(name): path for name, path in snakemake.output.items()  # noqa: F821
+     if name not in FIGURES},
 )
