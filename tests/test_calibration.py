@@ -104,3 +104,22 @@ def test_simulated_runs_are_seeded_and_carry_per_image_noise():
     many = np.array([calibration.simulate_runs(np.random.default_rng(k), {"a/final": 75.0}, 1, 1.0)
                      ["test_accuracy"].iloc[0] for k in range(3000)])
     assert many.std() == pytest.approx(np.sqrt(1 + 0.25 + 1e4 * 0.75 * 0.25 / 1e4), rel=0.08)
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "cannot read the strata table"),
+    ("", "cannot read the strata table"),
+    ('stratum,sd_paired\n"first_cycle,0.5\n', "cannot read the strata table"),
+    ("stratum,sd\nfirst_cycle,0.5\n", "no sd_paired column; it has stratum, sd"),
+    ("stratum,sd_paired\nfirst_cycle,wide\n", "sd_paired must be numbers"),
+])
+def test_a_broken_strata_table_is_one_clear_error_and_nothing_is_written(tmp_path, text, message):
+    from cnnopt.errors import DataError
+
+    path = tmp_path / "strata.csv"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        calibration.calibrate(calibration.read_strata(path), 2, {}, tmp_path / "calibration.csv")
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    assert not (tmp_path / "calibration.csv").exists()

@@ -11,13 +11,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 
-import pandas as pd  # noqa: E402
-
 from cnnopt import logs  # noqa: E402
-from cnnopt.judge.calibration import calibrate  # noqa: E402
+from cnnopt.judge.calibration import calibrate, read_strata  # noqa: E402
 from cnnopt.judge.rules import merged  # noqa: E402
 
 log = logs.setup(snakemake.log[0])  # noqa: F821
-table = calibrate(pd.read_csv(snakemake.input.strata), int(snakemake.params.seeds),  # noqa: F821
+table = calibrate(read_strata(snakemake.input.strata), int(snakemake.params.seeds),  # noqa: F821
                   merged(dict(snakemake.params.rules)), snakemake.output[0])  # noqa: F821
 log.info("calibration: %d rows of operating characteristics", len(table))

@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
+from ..errors import DataError
 from . import decide
 from .rules import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
 
@@ -185,6 +186,22 @@ def power_table(table: pd.DataFrame) -> pd.DataFrame:
     return (sel.pivot_table(index=["kind", "truth"], columns=["sd", "n"], values="rate",
                             aggfunc="first", fill_value=0.0)
             .sort_index())
+
+
+def read_strata(path) -> pd.DataFrame:
+    """``strata.csv`` as rule aggregate writes it; a missing, empty, unparsable or foreign file
+    is a one-line :class:`DataError` naming it."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{path}: cannot read the strata table: {' '.join(str(err).split())}") from None
+    if "sd_paired" not in frame.columns:
+        raise DataError(f"{path}: not a strata table (no sd_paired column; it has "
+                        f"{', '.join(map(str, frame.columns)) or 'none'})")
+    sd = pd.to_numeric(frame["sd_paired"], errors="coerce")
+    if (sd.isna() & frame["sd_paired"].notna()).any() or (sd < 0).any():
+        raise DataError(f"{path}: sd_paired must be numbers of at least 0")
+    return frame.assign(sd_paired=sd)
 
 
 def calibrate(strata: pd.DataFrame, n: int, rules: dict, out) -> pd.DataFrame:
