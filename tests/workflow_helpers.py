@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,8 +70,6 @@ def assert_same_weights(model_a: Path, model_b: Path, atol: float = 1e-6) -> Non
 
 def rule_scripts(root: Path = ROOT) -> dict[str, Path]:
     """Rule name -> its script, read from the rule modules of the workflow in ``root``."""
-    import re
-
     out = {}
     for smk in (root / "workflow/rules").glob("*.smk"):
         for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:

@@ -5,8 +5,8 @@ snakemake.input.metrics            list of results/runs/{run_id}/metrics.json (r
 snakemake.input.table1             results/tables/table1.csv
 snakemake.input.summary            results/tables/summary.json (names the best run)
 snakemake.output.optimizer_<name>  results/figures/optimizer_<name>.png, one per optimizer
-                                   (every named output that is not in FIGURES; the optimizer
-                                   is read from the name: figure_optimizer)
+                                   (the named outputs that figure_optimizer reads an
+                                   optimizer from)
 snakemake.output.val_accuracy_vs_epoch, .val_accuracy_vs_seconds, .final_accuracy,
 snakemake.output.lr_schedules, .confusion_best      one PNG each
 snakemake.log[0]                   the rule log
@@ -27,5 +27,5 @@ make_all(
     snakemake.input.summary,  # noqa: F821
     {name: getattr(snakemake.output, name) for name in FIGURES},  # noqa: F821
     {figure_optimizer(name): path for name, path in snakemake.output.items()  # noqa: F821
-     if name not in FIGURES},
+     if figure_optimizer(name)},
 )
