@@ -39,4 +39,4 @@ rule all:
         rules.aggregate.output,
         rules.calibrate.output,
         rules.figures.output,
-        TUNING_PRODUCTS,
+        [rules.tuning_tables.output, rules.tuning_figures.output] if SEARCHES else [],

@@ -14,7 +14,7 @@ py=${PYTHON:-python3}
 # ALLOW_CPU=1 runs the same check on a machine without a GPU (to try the script itself)
 "$py" -c "import jax; d = jax.devices(); print('jax', jax.__version__, d); assert d[0].platform == 'gpu' or '${ALLOW_CPU:-}', 'no GPU: jax sees ' + str(d)"
 need=()
-for spec in $(grep -E "^(keras|snakemake|jinja2|pooch|pyyaml|jsonschema|numpy|pandas|scipy|matplotlib|pillow)==" requirements.txt); do
+for spec in $(grep -E "^(keras|snakemake|jinja2|pooch|pyyaml|jsonschema|statsmodels|numpy|pandas|scipy|matplotlib|pillow)==" requirements.txt); do
   module=${spec%%==*}; module=${module/pyyaml/yaml}; module=${module/pillow/PIL}
   "$py" -c "import $module" 2>/dev/null || need+=("$spec")
 done

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Fill bench/wheels/ (ignored by git) with what bench/device_check.sh installs on a GPU machine
-# that has JAX with CUDA, Python 3.12 and no internet: Keras, Snakemake and their pure-Python
-# dependencies as Python 3.12 wheels (about 40 MB; sdist-only packages are built here). The
-# scientific stack (numpy, scipy, pandas, matplotlib, pillow) is left out: the device has it, and
-# with it it would not fit the 64 MiB a device call carries. Run here, where PyPI answers.
+# that has JAX with CUDA, Python 3.12 and no internet: Keras, Snakemake, statsmodels and their
+# dependencies as Python 3.12 wheels (sdist-only packages are built here). The scientific stack
+# (numpy, scipy, pandas, matplotlib, pillow) is left out: the device has it, and with it the
+# wheels would not fit the 64 MiB a device call carries (the du below says). Run here, where PyPI answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/wheels
 mkdir -p "$out"
 pin() { grep -E "^$1==" requirements.txt; }
-want=("$(pin keras)" "$(pin snakemake)" "$(pin jinja2)" "$(pin pooch)" "$(pin pyyaml)" "$(pin jsonschema)")
+want=("$(pin keras)" "$(pin snakemake)" "$(pin jinja2)" "$(pin pooch)" "$(pin pyyaml)" "$(pin jsonschema)" "$(pin statsmodels)")
 pip=(.venv/bin/pip download --quiet --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64
      --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 --platform any
      --find-links "$out" -d "$out")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnopt import data
+from cnnopt.data import cifar10 as data
 
 CLASS_NAMES = list(data.CLASS_NAMES)  # CIFAR-10's, in label order
 
@@ -44,6 +44,14 @@ def make_arrays(n_train_per_class=10, n_test_per_class=4, seed=0, learnable=True
         arrays[f"x_{split}"] = np.clip(x, 0, 255).astype(np.uint8)
         arrays[f"y_{split}"] = y
     return arrays
+
+
+def write_arrays(path, n_train_per_class=10, n_test_per_class=4, seed=0) -> Path:
+    """``make_arrays`` saved as the workflow's cached arrays (an .npz with class names), the
+    input a training or evaluation reads."""
+    np.savez(path, class_names=np.array([f"c{i}" for i in range(10)]),
+             **make_arrays(n_train_per_class, n_test_per_class, seed))
+    return Path(path)
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, payload: bytes) -> None:

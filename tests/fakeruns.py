@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cnnopt import data
+from cnnopt.data import cifar10 as data
 
 CLASS_NAMES = list(data.CLASS_NAMES)
 

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cnnopt import aggregate as agg
-from cnnopt import runs as cnnruns
-from cnnopt.errors import CnnoptError
+from cnnopt.common import registry
+from cnnopt.common.errors import CnnoptError
+from cnnopt.common.paper import PAPER_BASELINE, PAPER_TABLE1
+from cnnopt.common.registry import ROLE_ORDER
+from cnnopt.common.runs import read_runs, shown_run
+from cnnopt.judge import aggregate as agg
 from cnnopt.judge import claims as judge_claims
-from cnnopt.judge import rules as verdicts
-from cnnopt.paper import PAPER_BASELINE, PAPER_TABLE1
-from cnnopt.runs import ROLE_ORDER, read_runs, shown_run
+from cnnopt.judge import verdicts
 
 VAL_TARGET = verdicts.DEFAULT_RULES["val_target"]
 
@@ -172,7 +173,7 @@ def test_runs_are_listed_by_role_then_the_papers_optimizer_order(run_dirs):
 def test_folders_are_named_by_the_run_id_pattern(run_dirs):
     runs = read_runs(run_dirs)
     for run in runs:
-        assert run.dir.name == cnnruns.run_id(run.get("optimizer"), run.get("variant"), run.get("seed"))
+        assert run.dir.name == registry.run_id(run.get("optimizer"), run.get("variant"), run.get("seed"))
         assert run.run_id == run.dir.name
 
 

@@ -1,7 +1,8 @@
 """The decision rules' error rates, simulated (cnnopt.judge.calibration): the rules are trusted
 only because this test shows their operating characteristics.
 
-1,000 simulated studies per setting (seed sd 0.3, 1 and 2 points; 2 and 3 seeds), each with
+400 simulated studies per setting, as many as the workflow's calibrate rule runs by default
+(``verdicts.calibration.studies``; seed sd 0.3, 1 and 2 points; 2 and 3 seeds), each with
 per-image test noise on 10,000 images, judged by ``decide.judge`` itself. Under no true
 difference no claim kind and no family (after Holm) is called reproduced or contradicted more
 than 5 % of the time, beyond Monte Carlo error; a value 3 points from the paper's is called
@@ -15,17 +16,18 @@ import pandas as pd
 import pytest
 
 from cnnopt.judge import calibration
-from cnnopt.judge.rules import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
+from cnnopt.judge.verdicts import CONTRADICTED, DEFAULT_RULES, NOT_REPRODUCED, REPRODUCED
 
-pytestmark = pytest.mark.slow  # 6,000 simulated studies, each judged as a real one
+pytestmark = pytest.mark.slow  # 2,400 simulated studies, each judged as a real one
 
-SDS, NS, STUDIES = (0.3, 1.0, 2.0), (2, 3), 1000
+SDS, NS = (0.3, 1.0, 2.0), (2, 3)
+STUDIES = DEFAULT_RULES["calibration"]["studies"]
 ALPHA = 0.05
 
 
 @pytest.fixture(scope="module")
 def table():
-    verdicts = calibration.simulate(SDS, NS, STUDIES, seed=1, power_studies=500, workers=2)
+    verdicts = calibration.simulate(SDS, NS, STUDIES, seed=1, power_studies=200, workers=2)
     return calibration.characteristics(verdicts)
 
 
@@ -114,7 +116,7 @@ def test_simulated_runs_are_seeded_and_carry_per_image_noise():
     ("stratum,sd_paired\nfirst_cycle,wide\n", "sd_paired must be numbers"),
 ])
 def test_a_broken_strata_table_is_one_clear_error_and_nothing_is_written(tmp_path, text, message):
-    from cnnopt.errors import DataError
+    from cnnopt.common.errors import DataError
 
     path = tmp_path / "strata.csv"
     if text is not None:

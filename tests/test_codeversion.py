@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from workflow_helpers import ROOT, rule_scripts
 
-from cnnopt import codeversion
-from cnnopt import config as cnnconfig
-from cnnopt.errors import CnnoptError
-from cnnopt.share import share
+from cnnopt.common import codeversion
+from cnnopt.common.errors import CnnoptError
+from cnnopt.config import grid
+from cnnopt.train.share import share
 
 
 def _package(tmp_path, modules: dict[str, str], data: dict[str, str] | None = None):
@@ -80,26 +80,35 @@ LIB = ROOT / "workflow" / "lib"
 
 # Each rule script's import closure in the library (package __init__ files left out). A new
 # import widens what reruns the script's jobs: pin it here on purpose, or drop the import.
-_JUDGE = {"judge/claims.py", "judge/claims.yaml", "judge/decide.py", "judge/metrics.py",
-          "judge/model.py", "judge/power.py", "judge/rules.py"}
-_BASE = {"errors.py", "io.py", "logs.py"}
-_RUNS = {"config.py", "judge/rules.py", "paper.py", "runs.py"}
+_BASE = {"common/errors.py", "common/files.py", "common/logs.py"}
+_NAMES = {"common/paper.py", "common/registry.py"}
+_RUNS = _NAMES | {"common/runs.py", "judge/verdicts.py"}
+_JUDGE = _NAMES | {"judge/claims.py", "judge/claims.yaml", "judge/decide.py", "judge/metrics.py",
+                   "judge/model.py", "judge/power.py", "judge/verdicts.py"}
+_CONFIG = {"config/grid.py", "config/schemafile.py", "config/searches.py"}
+_TRACKING = {"common/provenance.py", "common/tracking.py"}  # optional MLflow (config tracking)
+_DATA = {"data/cifar10.py", "data/splits.py"}
 PINNED = {
-    "download_data.py": _BASE | {"data.py"},
-    "prepare_data.py": _BASE | {"data.py"},
-    "train.py": _BASE | {"data.py", "gpus.py", "models.py", "optimizers.py", "runtime.py",
-                         "splits.py", "train.py", "tuning.py"},
-    "share_run.py": _BASE | {"config.py", "share.py"},
-    "evaluate.py": _BASE | {"data.py", "evaluate.py", "gpus.py", "runtime.py", "splits.py"},
-    "select.py": _BASE | {"tuning.py"},
-    "aggregate.py": _BASE | _RUNS | _JUDGE | {"aggregate.py"},
+    "download_data.py": _BASE | {"data/cifar10.py"},
+    "prepare_data.py": _BASE | {"data/cifar10.py"},
+    "train.py": _BASE | _TRACKING | _DATA | {
+        "common/gpus.py", "common/registry.py", "common/runtime.py", "train/batches.py",
+        "train/callbacks.py", "train/checkpoint.py", "train/loop.py", "train/models.py",
+        "train/optimizers.py", "train/store.py", "train/tensorboard.py", "tuning/select.py"},
+    "share_run.py": _BASE | _TRACKING | {"common/registry.py", "train/share.py",
+                                         "train/tensorboard.py"},
+    "evaluate.py": _BASE | _TRACKING | _DATA | {"common/gpus.py", "common/runtime.py",
+                                                "evaluate/scoring.py"},
+    "select.py": _BASE | {"common/registry.py", "tuning/select.py"},
+    "aggregate.py": _BASE | _RUNS | _JUDGE | {"judge/aggregate.py"},
     "calibrate.py": _BASE | _JUDGE | {"judge/calibration.py"},
-    "figures.py": _BASE | _RUNS | {"figure_names.py", "figures.py"},
-    "tuning_figures.py": _BASE | _RUNS | {"figure_names.py", "figures.py"},
-    "tuning_tables.py": _BASE | _RUNS | _JUDGE | {"tuning_tables.py"},
-    "report.py": _BASE | _RUNS | _JUDGE | {
-        "deviations.yaml", "figure_names.py", "formatting.py", "provenance.py", "report.py",
-        "report_future.py", "report_tables.py", "report_text.py"},
+    "figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
+    "tuning_figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
+    "tuning_tables.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/tables.py"},
+    "report.py": _BASE | _RUNS | _JUDGE | _CONFIG | {
+        "common/provenance.py", "figures/names.py", "report/deviations.yaml",
+        "report/formatting.py", "report/future.py", "report/html.py", "report/tables.py",
+        "report/text.py"},
 }
 
 
@@ -139,7 +148,7 @@ def test_shared_runs_pair_each_copy_with_the_first_equal_spec():
             "adam-copy-s0": _spec(run_id="adam-copy-s0", variant="copy", role="extra", label="x"),
             "adam-longer-s0": _spec(run_id="adam-longer-s0", variant="longer", epochs=9),
             "adam-copy2-s0": _spec(run_id="adam-copy2-s0", variant="copy2")}
-    assert cnnconfig.shared_runs(runs) == {"adam-copy-s0": "adam-initial-s0",
+    assert grid.shared_runs(runs) == {"adam-copy-s0": "adam-initial-s0",
                                            "adam-copy2-s0": "adam-initial-s0"}
 
 

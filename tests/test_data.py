@@ -1,4 +1,4 @@
-"""cnnopt.data: download, verification, safe archive reading and decoding (real files, no mocks)."""
+"""cnnopt.data.cifar10: download, verification, safe archive reading and decoding (real files, no mocks)."""
 
 import hashlib
 import io
@@ -11,9 +11,9 @@ import datasets
 import numpy as np
 import pytest
 
-from cnnopt import data
-from cnnopt.errors import DataError
-from cnnopt.io import read_json
+from cnnopt.common.errors import DataError
+from cnnopt.common.files import read_json
+from cnnopt.data import cifar10 as data
 
 
 def prepare(tmp_path, source, **kwargs):

@@ -9,10 +9,11 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from cnnopt import aggregate as agg
-from cnnopt import figures as figs
-from cnnopt.errors import CnnoptError
-from cnnopt.runs import ROLE_ORDER, read_runs, shown_run
+from cnnopt.common.errors import CnnoptError
+from cnnopt.common.registry import GRID_ROLES
+from cnnopt.common.runs import read_runs, shown_run
+from cnnopt.figures import draw as figs
+from cnnopt.judge import aggregate as agg
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamax")
@@ -174,7 +175,7 @@ def test_figure_names():
 
 
 def test_every_role_has_a_line_style():
-    assert set(figs.ROLE_STYLES) == set(ROLE_ORDER)
+    assert set(figs.ROLE_STYLES) == set(GRID_ROLES)  # the study's figures show grid runs
     solid = [r for r, s in figs.ROLE_STYLES.items() if s == "-"]
     assert solid == ["final"]  # the report's captions say final runs are the solid lines
 

@@ -13,7 +13,7 @@ import yaml
 from datasets import make_canonical_python_archive
 from workflow_helpers import ROOT, config_args, copy_workflow, snakemake
 
-from cnnopt import config as cnnconfig
+from cnnopt.config import grid, schema, searches
 
 pytestmark = pytest.mark.dag
 
@@ -24,8 +24,8 @@ TINY = {"validation_size": 100, "max_train_images": 0, "max_test_images": 0, "th
 def merged_config(*files) -> dict:
     cfg: dict = {}
     for path in ("config/config.yaml", *files):
-        cfg = cnnconfig.deep_merge(cfg, yaml.safe_load((ROOT / path).read_text()))
-    return cnnconfig.validate(cfg)
+        cfg = grid.deep_merge(cfg, yaml.safe_load((ROOT / path).read_text()))
+    return schema.validate(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,11 @@ def planned_jobs(wf, args) -> dict[str, list[str]]:
 def test_future_config_plans_candidates_select_and_tuned_runs(tmp_path):
     wf = copy_workflow(tmp_path / "wf")
     cfg = merged_config("config/future.yaml")
-    tuning = cnnconfig.expand_tuning(cfg)
+    tuning = searches.expand_tuning(cfg)
     jobs = planned_jobs(wf, ["--configfile", "config/future.yaml"])
     trained = {re.sub(r"^run=", "", w) for w in jobs["train"]}
     assert set(tuning) <= trained
-    assert trained - set(tuning) == set(cnnconfig.expand_runs(cfg))  # the study, unchanged
+    assert trained - set(tuning) == set(grid.expand_runs(cfg))  # the study, unchanged
     selections = {f"search={s}, optimizer={o}" for s, search in cfg["tuning"]["searches"].items()
                   for o in search["optimizers"]}
     assert set(jobs["select"]) == selections
@@ -68,20 +68,20 @@ def test_future_config_plans_candidates_select_and_tuned_runs(tmp_path):
         o for s in cfg["tuning"]["searches"].values() for o in s["optimizers"]}
     evaluated = {re.sub(r"^run=", "", w) for w in jobs["evaluate"]}
     assert not {r for r in evaluated if tuning.get(r, {}).get("role") == "candidate"}
-    assert set(cnnconfig.tuned_runs(tuning)) <= evaluated
+    assert set(searches.tuned_runs(tuning)) <= evaluated
     assert len(jobs["tuning_tables"]) == len(jobs["tuning_figures"]) == len(jobs["report"]) == 1
 
 
 def test_every_output_of_the_tuning_study_exists(future_run):
     wf, _ = future_run
     cfg = merged_config("config/smoke.yaml", FUTURE_SMOKE)
-    runs = cnnconfig.expand_tuning(cfg)
+    runs = searches.expand_tuning(cfg)
     for search, block in cfg["tuning"]["searches"].items():
         for opt in block["optimizers"]:
             choice = json.loads((wf / f"results/tuning/{search}/{opt}.json").read_text())
             assert {c["run_id"] for c in choice["candidates"]} == set(
-                cnnconfig.tuning_candidates(runs, search, opt))
-            for rid in cnnconfig.tuned_runs(runs, search, opt):  # trained with the chosen rate
+                searches.tuning_candidates(runs, search, opt))
+            for rid in searches.tuned_runs(runs, search, opt):  # trained with the chosen rate
                 spec = json.loads((wf / f"results/runs/{rid}/run.json").read_text())
                 assert spec["optimizer_config"]["learning_rate"] == choice["learning_rate"]
                 assert spec["chosen_from"] == choice["run_id"]

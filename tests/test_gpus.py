@@ -1,4 +1,4 @@
-"""cnnopt.gpus: one GPU per training, on fake device lists (no GPU needed)."""
+"""cnnopt.common.gpus: one GPU per training, on fake device lists (no GPU needed)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from datasets import make_canonical_python_archive
 from workflow_helpers import ROOT, config_args, copy_workflow, snakemake
 
-from cnnopt import gpus
+from cnnopt.common import gpus
 
 LIB = ROOT / "workflow" / "lib"
 
@@ -29,7 +29,7 @@ def fake_env(tmp_path, devices="0,1", **extra) -> dict:
 HOLDER = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, sys.argv[1])
-    from cnnopt import gpus
+    from cnnopt.common import gpus
     allocation = gpus.acquire(1, timeout=float(sys.argv[2]))
     print(json.dumps({"pid": os.getpid(), "visible": os.environ["CUDA_VISIBLE_DEVICES"]}),
           flush=True)

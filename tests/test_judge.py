@@ -17,10 +17,17 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from cnnopt.errors import CnnoptError
+from cnnopt.common.errors import CnnoptError
 from cnnopt.judge import claims as judge_claims
 from cnnopt.judge import decide, power
-from cnnopt.judge.rules import CONTRADICTED, DEFAULT_RULES, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTED
+from cnnopt.judge.verdicts import (
+    CONTRADICTED,
+    DEFAULT_RULES,
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    UNTESTED,
+)
 
 N_TEST = 2000
 LABELS = np.random.default_rng(0).integers(0, 10, N_TEST)
@@ -359,7 +366,7 @@ def test_the_claims_file_is_complete_and_names_only_known_families_and_metrics()
     ("- {id: a, family: values, kind: sum, claim: x, where: y}", "kind must be one of"),
     ("- {id: a, family: nope, kind: greater, a: x/y, b: x/z, claim: x, where: y}", "family must be"),
     ("- {id: a, family: curves, kind: greater, a: x/y, b: x/z, claim: x, where: y, metric: joy}", "metric must be"),
-    ("- {id: a, family: values, kind: value, run: x/y, claim: x, where: y}", "missing paper"),
+    ("- {id: a, family: values, kind: value, run: x/y, claim: x, where: y}", "the paper reports no number for x/y"),
 ])
 def test_a_broken_claims_file_is_a_one_line_error(text, message):
     with pytest.raises(CnnoptError, match=message) as exc:

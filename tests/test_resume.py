@@ -13,13 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from datasets import make_arrays
+from datasets import write_arrays
 from workflow_helpers import assert_same_weights
 
-from cnnopt import config as cnnconfig
+from cnnopt.config import grid, schema
 
 pytestmark = [pytest.mark.dag, pytest.mark.slow]  # trainings as jobs: killed, resumed, retried
 
@@ -28,14 +27,14 @@ DRIVER = """
 import json, sys
 sys.path.insert(0, {lib!r})
 from pathlib import Path
-from cnnopt import logs, runtime
+from cnnopt.common import logs, runtime
 logs.setup({log!r})
 runtime.configure(1)
-from cnnopt.train import train
+from cnnopt.train.loop import train
 spec = json.loads(Path({spec!r}).read_text())
 out = Path({out!r})
 train(spec, Path({arrays!r}), {{n: out / f"{{n}}.out" for n in ("history", "metrics", "spec")}}
-      | {{"model": out / "model.keras", "best_model": out / "model_best.keras"}}, checkpoint=out / "checkpoint", retry={retry})
+      | {{"model": out / "model.keras", "best_model": out / "model_best.keras"}}, resume_dir=out / "checkpoint", retry={retry})
 """
 COMPARED = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 
@@ -43,10 +42,8 @@ COMPARED = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_r
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    arrays = root / "arrays.npz"
-    np.savez(arrays, class_names=np.array([f"c{i}" for i in range(10)]),
-             **make_arrays(n_train_per_class=150, n_test_per_class=20, seed=2))
-    cfg = cnnconfig.validate({
+    arrays = write_arrays(root / "arrays.npz", 150, 20, seed=2)
+    cfg = schema.validate({
         "validation_size": 100, "deterministic": True,
         "defaults": {"epochs": 4, "batch_size": 32,
                      "model": {"filters": [16, 32], "dense": [32], "dropout": 0.3,
@@ -57,7 +54,7 @@ def setup(tmp_path_factory):
         "grid": [{"optimizers": ["sgd"], "variants": ["final"]}],
     })
     spec = root / "spec.json"
-    spec.write_text(json.dumps(cnnconfig.run_spec(cfg, "sgd", "final", 0)))
+    spec.write_text(json.dumps(grid.run_spec(cfg, "sgd", "final", 0)))
     return root, arrays, spec
 
 

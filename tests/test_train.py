@@ -6,25 +6,26 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from datasets import make_arrays
+from datasets import write_arrays
 from workflow_helpers import assert_same_weights
 
-from cnnopt import config as cnnconfig
-from cnnopt import data, io, models, optimizers, splits
-from cnnopt.evaluate import evaluate
-from cnnopt.train import EpochShuffled, convergence_epoch, train
+from cnnopt.common import errors, files
+from cnnopt.config import grid, schema
+from cnnopt.data import cifar10 as data
+from cnnopt.data import splits
+from cnnopt.evaluate.scoring import evaluate
+from cnnopt.train import models, optimizers
+from cnnopt.train.batches import EpochShuffled
+from cnnopt.train.loop import convergence_epoch, train
 
 
 @pytest.fixture(scope="module")
 def arrays(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "arrays.npz"
-    ds = make_arrays(n_train_per_class=40, n_test_per_class=10, seed=1)
-    np.savez(path, class_names=np.array([f"c{i}" for i in range(10)]), **ds)
-    return path
+    return write_arrays(tmp_path_factory.mktemp("data") / "arrays.npz", 40, 10, seed=1)
 
 
 def spec_for(optimizer="adam", variant="initial", **changes):
-    cfg = cnnconfig.validate({
+    cfg = schema.validate({
         "validation_size": 50,
         "defaults": {"epochs": 2, "batch_size": 32, "model": {"filters": [8, 16], "dense": [16]}},
         "optimizers": {"adam": {}, "sgd": {"learning_rate": 0.05, "momentum": 0.9}},
@@ -36,8 +37,8 @@ def spec_for(optimizer="adam", variant="initial", **changes):
         },
         "grid": [{"optimizers": ["adam", "sgd"], "variants": ["initial", "final", "baseline"]}],
     })
-    spec = cnnconfig.run_spec(cfg, optimizer, variant, 0)
-    return cnnconfig.deep_merge(spec, changes)
+    spec = grid.run_spec(cfg, optimizer, variant, 0)
+    return grid.deep_merge(spec, changes)
 
 
 def run(spec, arrays, folder):
@@ -91,12 +92,12 @@ def test_resnet_specs_are_checked_and_cleaned():
     cfg = {"defaults": {"model": {"filters": [16, 32, 64]}}, "optimizers": {"adam": {}},
            "variants": {"r": {"role": "extra", "model": {"architecture": "resnet", "dropout": 0.3}}},
            "grid": [{"optimizers": ["adam"], "variants": ["r"]}]}
-    model = cnnconfig.run_spec(cnnconfig.validate(cfg), "adam", "r", 0)["model"]
+    model = grid.run_spec(schema.validate(cfg), "adam", "r", 0)["model"]
     assert model["depth"] == 20 and "dropout" not in model and "dense" not in model
     for bad, key in (({"depth": 21}, "depth"), ({"filters": [16, 32]}, "filters")):
-        broken = cnnconfig.deep_merge(cfg, {"variants": {"r": {"model": bad}}})
-        with pytest.raises(cnnconfig.ConfigError, match=f"model/{key}"):
-            cnnconfig.run_spec(cnnconfig.validate(broken), "adam", "r", 0)
+        broken = grid.deep_merge(cfg, {"variants": {"r": {"model": bad}}})
+        with pytest.raises(errors.ConfigError, match=f"model/{key}"):
+            grid.run_spec(schema.validate(broken), "adam", "r", 0)
 
 
 @pytest.mark.parametrize("staircase", [False, True])
@@ -165,7 +166,7 @@ def test_training_writes_outputs_and_learns(arrays, tmp_path):
     assert scored["test_accuracy"] > 0.5  # 10 colour classes: chance is 0.1
     assert metrics["epochs_run"] == 4 and not metrics["diverged"]
     assert metrics["images_per_second"] > 0 and metrics["params"] > 0
-    assert io.read_json(outputs["spec"])["run_id"] == "adam-initial-s0"
+    assert files.read_json(outputs["spec"])["run_id"] == "adam-initial-s0"
     assert outputs["model"].stat().st_size > 0
     assert not list(tmp_path.glob(".*.part*"))
 
@@ -194,7 +195,7 @@ def test_divergence_is_recorded_not_raised(arrays, tmp_path):
 
 
 def _val_accuracy(model_path, arrays, spec):
-    sets = splits.select(data.load(arrays), spec)
+    sets = splits.for_run(data.load(arrays), spec)
     model = keras.saving.load_model(model_path)
     pred = model.predict(sets["x_val"], verbose=0).argmax(axis=1)
     return float((pred == sets["y_val"]).mean())

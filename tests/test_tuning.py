@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from cnnopt import config as cnnconfig
-from cnnopt import tuning, tuning_tables
-from cnnopt.errors import CnnoptError, ConfigError
+from cnnopt.common.errors import CnnoptError, ConfigError
+from cnnopt.config import grid, schema, searches
 from cnnopt.judge import claims as judge_claims
+from cnnopt.tuning import select as tuning
+from cnnopt.tuning import tables as tuning_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,26 +22,26 @@ ROOT = Path(__file__).resolve().parents[1]
 def layered(*files, **overrides) -> dict:
     merged: dict = {}
     for path in ("config/config.yaml", *files):
-        merged = cnnconfig.deep_merge(merged, yaml.safe_load((ROOT / path).read_text()))
-    return cnnconfig.deep_merge(merged, overrides)
+        merged = grid.deep_merge(merged, yaml.safe_load((ROOT / path).read_text()))
+    return grid.deep_merge(merged, overrides)
 
 
 def future() -> dict:
-    return cnnconfig.validate(layered("config/future.yaml"))
+    return schema.validate(layered("config/future.yaml"))
 
 
 # ---------------------------------------------------------------- candidate rates
 def test_a_log_spaced_grid_spans_low_to_high_in_equal_ratios():
-    rates = cnnconfig.candidate_rates({"low": 1e-4, "high": 1e-2, "points": 5})
+    rates = searches.candidate_rates({"low": 1e-4, "high": 1e-2, "points": 5})
     assert rates == [1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2]
     assert np.allclose(np.diff(np.log10(rates)), 0.5, atol=1e-3)
 
 
 def test_a_random_sample_is_log_uniform_seeded_and_inside_its_bounds():
     spec = {"low": 1e-5, "high": 1.0, "n": 200, "seed": 7}
-    rates = cnnconfig.candidate_rates(spec)
-    assert rates == cnnconfig.candidate_rates(spec)  # the seed fixes it
-    assert rates != cnnconfig.candidate_rates(spec | {"seed": 8})
+    rates = searches.candidate_rates(spec)
+    assert rates == searches.candidate_rates(spec)  # the seed fixes it
+    assert rates != searches.candidate_rates(spec | {"seed": 8})
     assert min(rates) >= 1e-5 and max(rates) <= 1.0
     logs = np.log10(rates)  # log-uniform: about as many per decade
     per_decade = np.histogram(logs, bins=5, range=(-5, 0))[0]
@@ -48,7 +49,7 @@ def test_a_random_sample_is_log_uniform_seeded_and_inside_its_bounds():
 
 
 def test_a_list_is_sorted_and_rounded_to_three_digits():
-    assert cnnconfig.candidate_rates([0.1, 0.0123456, 10]) == [0.0123, 0.1, 10.0]
+    assert searches.candidate_rates([0.1, 0.0123456, 10]) == [0.0123, 0.1, 10.0]
 
 
 @pytest.mark.parametrize("rates, needle", [
@@ -59,7 +60,7 @@ def test_bad_candidate_rates_are_refused_in_one_line(rates, needle):
     cfg = layered("config/future.yaml")
     cfg["tuning"]["searches"]["blocks"]["optimizers"]["adam"]["rates"] = rates
     with pytest.raises(ConfigError, match=needle) as err:
-        cnnconfig.validate(cfg)
+        schema.validate(cfg)
     assert "tuning/searches/blocks/optimizers/adam/rates" in str(err.value)
     assert "\n" not in str(err.value)
 
@@ -67,18 +68,18 @@ def test_bad_candidate_rates_are_refused_in_one_line(rates, needle):
 # ---------------------------------------------------------------- the runs of a search
 def test_future_config_expands_to_candidates_and_tuned_runs_of_one_budget():
     cfg = future()
-    runs = cnnconfig.expand_tuning(cfg)
+    runs = searches.expand_tuning(cfg)
     blocks = cfg["tuning"]["searches"]["blocks"]
     for opt, entry in blocks["optimizers"].items():
-        cands = cnnconfig.tuning_candidates(runs, "blocks", opt)
-        assert sorted(cands.values()) == cnnconfig.candidate_rates(entry["rates"])
+        cands = searches.tuning_candidates(runs, "blocks", opt)
+        assert sorted(cands.values()) == searches.candidate_rates(entry["rates"])
         assert len(cands) >= 4
         for rid, rate in cands.items():
             spec = runs[rid]
             assert spec["role"] == "candidate" and spec["seed"] == cfg["tuning"]["seed"]
             assert spec["optimizer_config"]["learning_rate"] == rate
             assert spec["score_test"] is False  # chosen on validation, never scored on test
-        tuned = cnnconfig.tuned_runs(runs, "blocks", opt)
+        tuned = searches.tuned_runs(runs, "blocks", opt)
         assert sorted(runs[r]["seed"] for r in tuned) == cfg["tuning"]["seeds"]
         assert all(runs[r]["optimizer_config"]["learning_rate"] is None for r in tuned)
     # only the rate (and the optimizer) differs: one model, epochs, schedule and data for all
@@ -92,14 +93,14 @@ def test_future_config_expands_to_candidates_and_tuned_runs_of_one_budget():
 
 
 def test_the_resnet_search_trains_resnet20():
-    runs = cnnconfig.expand_tuning(future())
+    runs = searches.expand_tuning(future())
     model = runs["adam-resnet20_tuned-s1"]["model"]
     assert model["architecture"] == "resnet" and model["depth"] == 20
     assert model["filters"] == [16, 32, 64] and "dropout" not in model
 
 
 def test_the_study_runs_are_unchanged_by_the_tuning_block():
-    assert cnnconfig.expand_runs(future()) == cnnconfig.expand_runs(cnnconfig.validate(layered()))
+    assert grid.expand_runs(future()) == grid.expand_runs(schema.validate(layered()))
 
 
 @pytest.mark.parametrize("entry, needle", [
@@ -110,14 +111,14 @@ def test_a_search_refuses_settings_it_cannot_use(entry, needle):
     cfg = layered("config/future.yaml")
     cfg["tuning"]["searches"]["blocks"]["optimizers"]["adam"] = entry
     with pytest.raises(ConfigError, match=needle):
-        cnnconfig.validate(cfg)
+        schema.validate(cfg)
 
 
 def test_a_search_of_an_unknown_optimizer_is_refused():
     cfg = layered("config/future.yaml")
     cfg["tuning"]["searches"]["blocks"]["optimizers"]["adagrad"] = {"rates": [0.1, 1.0]}
     with pytest.raises(ConfigError, match="unknown optimizer 'adagrad'"):
-        cnnconfig.validate(cfg)
+        schema.validate(cfg)
 
 
 def test_a_run_of_a_search_may_not_clash_with_a_run_of_the_grid():
@@ -125,7 +126,7 @@ def test_a_run_of_a_search_may_not_clash_with_a_run_of_the_grid():
     cfg["variants"]["blocks_tuned"] = {"role": "extra"}
     cfg["grid"].append({"optimizers": ["adam"], "variants": ["blocks_tuned"]})
     with pytest.raises(ConfigError, match="adam-blocks_tuned-s0' is also a run of the grid"):
-        cnnconfig.validate(cfg)
+        schema.validate(cfg)
 
 
 # ---------------------------------------------------------------- the choice
@@ -173,7 +174,7 @@ def test_when_every_candidate_diverges_select_fails_in_one_line(tmp_path):
 
 
 def test_a_tuned_run_takes_the_chosen_rate_and_nothing_else_changes(tmp_path):
-    runs = cnnconfig.expand_tuning(future())
+    runs = searches.expand_tuning(future())
     metrics = write_metrics(tmp_path, {"a": (0.5, 0.5, False), "b": (0.6, 0.6, False)})
     tuning.select("blocks", "adam", {"a": 0.001, "b": 0.003}, metrics, "last_epoch", tmp_path / "c.json")
     spec = runs["adam-blocks_tuned-s1"]
@@ -227,7 +228,7 @@ def test_the_tuned_table_averages_over_seeds_and_ranks_by_test_accuracy():
     (["reproduced", "inconclusive"], "is not settled here"),
 ])
 def test_the_ranking_sentence_follows_the_verdicts(verdict_list, head):
-    from cnnopt import report_future
+    from cnnopt.report import future as report_future
 
     sentence = report_future.ranking_sentence(pd.DataFrame({"verdict": verdict_list}))
     assert head in sentence and f"of its {len(verdict_list)} ranking claims" in sentence
@@ -235,9 +236,9 @@ def test_the_ranking_sentence_follows_the_verdicts(verdict_list, head):
 
 
 def test_the_budget_of_a_search_is_said_in_words():
-    from cnnopt import report_future
+    from cnnopt.report import future as report_future
 
-    runs = cnnconfig.expand_tuning(future())
+    runs = searches.expand_tuning(future())
     blocks = report_future.budget_text(runs["sgd-blocks_lr10-s100"])
     assert blocks.startswith("the blocks network") and "4 epochs" in blocks and "10,000 training images" in blocks
     assert "exponential" in blocks and "batch norm on" in blocks

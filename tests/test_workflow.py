@@ -225,7 +225,7 @@ def test_the_papers_scale_plans_every_twin_the_claims_need(tmp_path):
 
 
 def test_runs_with_equal_specs_are_trained_once(tmp_path):
-    from cnnopt import config as cnnconfig
+    from cnnopt.config import grid, schema
 
     wf = copy_workflow(tmp_path)
     # three names for two trainings per seed: "copy" is the initial recipe under another name
@@ -234,11 +234,11 @@ def test_runs_with_equal_specs_are_trained_once(tmp_path):
     counts = planned(wf, extra)
     assert counts["train"] == 2 * 2 * 2 and counts["share_run"] == 2 * 2
     assert counts["evaluate"] == 2 * 3 * 2
-    specs = cnnconfig.expand_runs(cnnconfig.load(wf / "config/config.yaml", {
+    specs = grid.expand_runs(schema.load(wf / "config/config.yaml", {
         "variants": {"copy": {"role": "extra", "label": "a copy", "epochs": 8}},
         "grid": [{"optimizers": ["adam", "sgd"], "variants": ["initial", "copy", "final"]}],
         "seeds": [0, 1]}))
-    assert len({cnnconfig.training_key(s) for s in specs.values()}) == counts["train"]
+    assert len({grid.training_key(s) for s in specs.values()}) == counts["train"]
 
 
 @pytest.mark.parametrize("source", ["default URL", "local archive", "future.yaml"])
@@ -364,7 +364,7 @@ def appended(path: Path, text: str):
 
 def test_a_training_code_change_reruns_training(smoke_run):
     wf, args = smoke_run
-    with appended(wf / "workflow/lib/cnnopt/train.py", "\n# changed\n"):
+    with appended(wf / "workflow/lib/cnnopt/train/loop.py", "\n# changed\n"):
         plan = planned(wf, args)
     n_runs = len(pd.read_csv(wf / "results/tables/runs.csv"))
     assert plan == {"train": n_runs - SHARED_RUNS, "share_run": SHARED_RUNS, "evaluate": n_runs,
@@ -382,11 +382,11 @@ def test_a_template_change_reruns_only_the_report(smoke_run):
 # wording, a module that every stage imports, one the figures alone run. Which rules import
 # which file is pinned, for every file, by tests/test_codeversion.py; this test shows that the
 # code versions reach Snakemake's params trigger.
-EDITED = ("train.py", "judge/claims.yaml", "io.py", "figure_names.py")
+EDITED = ("train/loop.py", "judge/claims.yaml", "common/files.py", "figures/names.py")
 
 
 def test_editing_a_library_file_reruns_exactly_the_rules_that_run_it(smoke_run):
-    from cnnopt import codeversion
+    from cnnopt.common import codeversion
 
     wf, args = smoke_run
     lib = wf / "workflow/lib/cnnopt"
@@ -406,10 +406,10 @@ def test_editing_a_library_file_reruns_exactly_the_rules_that_run_it(smoke_run):
                          if "params changed" in row[header.index("status")]}
         assert jobs_of[name] == {rule for rule, used in runs.items()
                                  if path in used and rule in in_dag}, name
-    assert jobs_of["train.py"] == {"train"} and jobs_of["judge/claims.yaml"] >= {"aggregate"}
+    assert jobs_of["train/loop.py"] == {"train"} and jobs_of["judge/claims.yaml"] >= {"aggregate"}
     assert "figures" not in jobs_of["judge/claims.yaml"]  # rewording a claim redraws no figure
-    assert jobs_of["io.py"] >= {"train", "evaluate", "aggregate", "report"}
-    assert jobs_of["figure_names.py"] == {"figures", "report"}
+    assert jobs_of["common/files.py"] >= {"train", "evaluate", "aggregate", "report"}
+    assert jobs_of["figures/names.py"] == {"figures", "report"}
 
 
 def test_snakemake_report_holds_every_figure_and_table_with_its_caption(smoke_run):

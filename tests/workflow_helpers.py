@@ -42,13 +42,13 @@ def run_ids(*config_files: str | Path, **overrides) -> set[str]:
     does) and ``overrides`` expands to: what a test of that DAG expects to find."""
     import yaml
 
-    from cnnopt import config as cnnconfig
+    from cnnopt.config import grid, schema
 
     merged: dict = {}
     for path in (ROOT / "config" / "config.yaml", *config_files):
         with open(ROOT / path, encoding="utf-8") as fh:
-            merged = cnnconfig.deep_merge(merged, yaml.safe_load(fh))
-    return set(cnnconfig.expand_runs(cnnconfig.validate(cnnconfig.deep_merge(merged, overrides))))
+            merged = grid.deep_merge(merged, yaml.safe_load(fh))
+    return set(grid.expand_runs(schema.validate(grid.deep_merge(merged, overrides))))
 
 
 def config_args(**values) -> list[str]:

@@ -11,8 +11,7 @@ SUMMARY = "results/tables/summary.json"
 
 rule aggregate:
     input:
-        metrics=run_files("metrics.json"),
-        evaluations=run_files("evaluation.json"),
+        **run_inputs(),
     output:
         claims=report(
             TABLES["claims"],
@@ -58,7 +57,7 @@ rule aggregate:
         mem_mb=2000,
         runtime=30,
     params:
-        rules=config["verdicts"],
+        verdicts=config["verdicts"],  # the decision rules of the claims
         scale=config["scale"],
         code=code_version("aggregate.py"),
     script:

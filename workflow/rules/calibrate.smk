@@ -27,7 +27,7 @@ rule calibrate:
         mem_mb=2000,
         runtime=30,
     params:
-        rules=config["verdicts"],
+        verdicts=config["verdicts"],  # the decision rules of the claims
         seeds=len(config["seeds"]),
         code=code_version("calibrate.py"),
     script:

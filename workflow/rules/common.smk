@@ -2,22 +2,34 @@
 # then expanded into the run table that every other rule module reads.
 
 import json
+import os
 import re
 import sys
 from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
 from urllib.parse import urlparse
 
-LIB = Path(workflow.basedir) / "workflow" / "lib"
+# This repository's root, found from this file: used as a module (README, "Use it in your own
+# project") the main Snakefile is the user's and workflow.basedir their folder. The workflow's
+# own files resolve from here; outputs (results/) stay relative to the working directory.
+if not isinstance(workflow.current_basedir, os.PathLike):  # github(...), gitfile(...)
+    raise WorkflowError(
+        "cnnopt runs as a module from a local copy only (its rules import workflow/lib from "
+        "disk): clone the repository and give the module the clone's Snakefile"
+    )
+WORKFLOW_ROOT = Path(workflow.current_basedir).parents[1]
+LIB = WORKFLOW_ROOT / "workflow" / "lib"
 sys.path.insert(0, str(LIB))
 
-from cnnopt import codeversion
-from cnnopt import config as cnnconfig
-from cnnopt.figure_names import FIGURES as FIGURE_NAMES, optimizer_figure_name, tuning_figure_name
-from cnnopt.data import is_url
-from cnnopt.errors import ConfigError
+from cnnopt.common import codeversion
+from cnnopt.common.registry import RUN_DIR, RUN_FILES, TUNED
+from cnnopt.config import grid, schema, searches
+from cnnopt.figures.names import FIGURES as FIGURE_NAMES, optimizer_figure_name, tuning_figure_name
+from cnnopt.data.cifar10 import is_url
+from cnnopt.common.errors import ConfigError
 
 try:
-    _validated = cnnconfig.validate(config)
+    _validated = schema.validate(config)
 except ConfigError as _error:
     raise WorkflowError(f"invalid configuration: {_error}") from None
 config.clear()
@@ -25,19 +37,18 @@ config.update(_validated)
 
 # The study's runs (the grid: what aggregate, figures and report read), then the tuning
 # block's learning-rate candidates and tuned runs (workflow/rules/tuning.smk).
-STUDY_RUNS = cnnconfig.expand_runs(config)
-TUNING_RUNS = cnnconfig.expand_tuning(config)
+STUDY_RUNS = grid.expand_runs(config)
+TUNING_RUNS = searches.expand_tuning(config)
 RUNS = STUDY_RUNS | TUNING_RUNS
 # A run whose spec equals an earlier run's but for its names is not trained again: rule
-# share_run copies the trained run's folder under its name (cnnopt.config.shared_runs).
-SHARED = cnnconfig.shared_runs(RUNS)
+# share_run copies the trained run's folder under its name (cnnopt.config.schema.shared_runs).
+SHARED = grid.shared_runs(RUNS)
 TRAINED = [rid for rid in RUNS if rid not in SHARED]
 # Candidates are chosen on validation accuracy and never scored on the test set.
 EVALUATED = [rid for rid, spec in RUNS.items() if spec.get("score_test", True)]
 OPTIMIZERS_WITH_FINAL = sorted(
     {s["optimizer"] for s in STUDY_RUNS.values() if s["role"] == "final"}
 )
-RUN_DIR = "results/runs/{run}"
 # The groups of `snakemake --report` (in the order of the HTML report's sections).
 REPORT_CATEGORIES = {
     "claims": "1. Claims",
@@ -65,16 +76,42 @@ def spec_json(wildcards):
     return json.dumps(RUNS[wildcards.run], sort_keys=True)
 
 
+def tracking(wildcards):
+    """The ``tracking`` config (MLflow) and the config files in the order they were layered,
+    for cnnopt.common.tracking. An object, not a dict: Snakemake's params trigger compares
+    builtin values only, so where the runs are tracked reruns nothing (like ``threads``)."""
+    given = [str(f) for f in workflow.overwrite_configfiles]  # --configfile, layered last
+    layered = [str(f) for f in workflow.configfiles if str(f) not in given] + given
+    shown = [
+        os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else f for f in layered
+    ]
+    return SimpleNamespace(**config["tracking"], configfiles=shown)
+
+
 def code_version(script):
     """A hash of workflow/scripts/``script`` and of every library file it imports, directly
-    or not (read with ast: cnnopt.codeversion). As a param, editing any of them reruns the
+    or not (read with ast: cnnopt.common.codeversion). As a param, editing any of them reruns the
     rule's jobs (params trigger)."""
-    return codeversion.version(Path(workflow.basedir) / "workflow" / "scripts" / script)
+    return codeversion.version(WORKFLOW_ROOT / "workflow" / "scripts" / script)
+
+
+def workflow_file(path):
+    """``path`` (e.g. "report/template.html.j2"), one of this workflow's own files, as an input:
+    relative to the working directory when that holds the workflow (the ordinary use), else
+    absolute (a module in the user's own folder)."""
+    path = WORKFLOW_ROOT / path
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def run_files(name, runs=STUDY_RUNS):
     """``name`` (e.g. "metrics.json") of every run in ``runs`` (default: the grid's)."""
-    return [f"results/runs/{rid}/{name}" for rid in runs]
+    return [f"{RUN_DIR.format(run=rid)}/{name}" for rid in runs]
+
+
+def run_inputs(runs=STUDY_RUNS):
+    """The files that cnnopt.common.runs.read_run reads from each run folder, as named inputs
+    (specs, metrics, evaluations, histories): what a table, figure or report rule declares."""
+    return {key: run_files(name, runs) for key, name in RUN_FILES.items()}
 
 
 def download_name(url):
@@ -93,21 +130,17 @@ TUNING_FIGURES = {
     tuning_figure_name(search): f"results/figures/{tuning_figure_name(search)}.png"
     for search in SEARCHES
 }
-TUNED_RUNS = cnnconfig.tuned_runs(TUNING_RUNS)
-# What the report reads of the tuning study (nothing without searches).
-TUNING_REPORT_TABLES = list(TUNING_TABLES.values()) if SEARCHES else []
-# Every product of the tuning study (targets of rule all; nothing without searches).
-TUNING_PRODUCTS = TUNING_REPORT_TABLES + list(TUNING_FIGURES.values())
+TUNED_RUNS = searches.tuned_runs(TUNING_RUNS)
 
 
 def tuned_choice(wildcards):
     """The selection file a tuned run takes its learning rate from ([] for other runs)."""
     spec = RUNS.get(wildcards.run, {})
-    if spec.get("role") != cnnconfig.TUNED:
+    if spec.get("role") != TUNED:
         return []
     return TUNING_CHOICE.format(search=spec["search"], optimizer=spec["optimizer"])
 
 
 def search_candidates(wildcards):
     """Run id -> learning rate of the candidates of one optimizer in one search."""
-    return cnnconfig.tuning_candidates(RUNS, wildcards.search, wildcards.optimizer)
+    return searches.tuning_candidates(RUNS, wildcards.search, wildcards.optimizer)

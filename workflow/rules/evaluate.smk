@@ -6,6 +6,8 @@ rule evaluate:
         model=f"{RUN_DIR}/model.keras",
         best_model=f"{RUN_DIR}/model_best.keras",
         metrics=f"{RUN_DIR}/metrics.json",  # the best model's epoch
+        history=f"{RUN_DIR}/history.csv",  # with run.json: what MLflow tracking logs
+        trained_spec=f"{RUN_DIR}/run.json",
         arrays=DATA_ARRAYS,
     output:
         f"{RUN_DIR}/evaluation.json",
@@ -23,6 +25,7 @@ rule evaluate:
         runtime=30,
     params:
         spec=spec_json,
+        tracking=tracking,
         code=code_version("evaluate.py"),
     script:
         "../scripts/evaluate.py"

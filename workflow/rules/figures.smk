@@ -8,11 +8,9 @@ OPTIMIZER_FIGURES = {
 
 rule figures:
     input:
-        metrics=run_files("metrics.json"),
-        histories=run_files("history.csv"),
-        evaluations=run_files("evaluation.json"),
-        table1=TABLES["table1"],
-        summary=SUMMARY,
+        **run_inputs(),
+        table1=rules.aggregate.output.table1,
+        summary=rules.aggregate.output.summary,
     output:
         **{
             name: report(

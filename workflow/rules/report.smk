@@ -5,17 +5,18 @@ REPORT_HTML = "results/report/report.html"
 
 rule report:
     input:
-        tables=list(TABLES.values()) + [CALIBRATION] + TUNING_REPORT_TABLES,
-        summary=SUMMARY,
-        figures=list(FIGURES.values())
-        + list(OPTIMIZER_FIGURES.values())
-        + list(TUNING_FIGURES.values()),
-        metrics=run_files("metrics.json"),
-        runs=run_files("run.json"),
-        histories=run_files("history.csv"),
-        evaluations=run_files("evaluation.json"),
-        manifest=DATA_MANIFEST,
-        template="report/template.html.j2",
+        **run_inputs(),
+        tables=[
+            *rules.aggregate.output,
+            *rules.calibrate.output,
+            *(rules.tuning_tables.output if SEARCHES else []),
+        ],
+        figures=[
+            *rules.figures.output,
+            *(rules.tuning_figures.output if SEARCHES else []),
+        ],
+        manifest=rules.prepare_data.output.manifest,
+        template=workflow_file("report/template.html.j2"),
     output:
         report(
             REPORT_HTML,

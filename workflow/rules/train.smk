@@ -1,5 +1,6 @@
 # Train: one job per distinct run {optimizer}-{variant}-s{seed}, on a GPU where one is given;
 # a run whose spec equals an earlier one's is copied from it (share_run), not trained again.
+# Each also writes its TensorBoard events to results/tensorboard/<run id>/ (not outputs).
 
 TRAIN_OUTPUTS = dict(
     model=f"{RUN_DIR}/model.keras",
@@ -27,7 +28,7 @@ rule train:
     threads: config["threads"]
     resources:
         # One name, both meanings: locally `--resources gpu=N` caps concurrent trainings and
-        # cnnopt.gpus gives each its own GPU; under the SLURM plugin it is `sbatch --gpus`
+        # cnnopt.common.gpus gives each its own GPU; under the SLURM plugin it is `sbatch --gpus`
         # (gpu_model, cpus_per_gpu, slurm_partition: see workflow/profiles/README.md).
         gpu=config["gpus_per_training"],
         mem_mb=6000,
@@ -35,8 +36,10 @@ rule train:
         attempt=lambda wildcards, attempt: attempt,  # 2, 3, ...: a retry (its log says so)
     params:
         spec=spec_json,
-        checkpoint="results/checkpoints/{run}",
+        resume_dir="results/checkpoints/{run}",  # per-epoch state a retry resumes from
         attempts="results/logs/attempts/train/{run}.log",  # every attempt's lines
+        tensorboard="results/tensorboard/{run}",  # event files, rewritten at each start
+        tracking=tracking,
         code=code_version("train.py"),
     script:
         "../scripts/train.py"
@@ -65,6 +68,7 @@ rule share_run:
         runtime=10,
     params:
         spec=spec_json,
+        tensorboard="results/tensorboard/{run}",  # written anew from the copied history
         code=code_version("share_run.py"),
     script:
         "../scripts/share_run.py"

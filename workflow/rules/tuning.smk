@@ -8,7 +8,7 @@ if SEARCHES:
 
     rule select:
         input:
-            metrics=lambda w: [f"results/runs/{rid}/metrics.json" for rid in search_candidates(w)],
+            metrics=lambda w: run_files(RUN_FILES["metrics"], search_candidates(w)),
         output:
             TUNING_CHOICE,
         log:
@@ -35,13 +35,12 @@ if SEARCHES:
 
     rule tuning_tables:
         input:
+            **run_inputs(TUNED_RUNS),
             choices=[
                 TUNING_CHOICE.format(search=s, optimizer=o)
                 for s, search in SEARCHES.items()
                 for o in search["optimizers"]
             ],
-            metrics=run_files("metrics.json", TUNED_RUNS),
-            evaluations=run_files("evaluation.json", TUNED_RUNS),
         output:
             **{
                 name: report(
@@ -66,7 +65,7 @@ if SEARCHES:
             runtime=30,
         params:
             labels={name: search.get("label", name) for name, search in SEARCHES.items()},
-            rules=config["verdicts"],
+            verdicts=config["verdicts"],  # the decision rules of the claims
             scale=config["scale"],
             code=code_version("tuning_tables.py"),
         script:
@@ -74,7 +73,7 @@ if SEARCHES:
 
     rule tuning_figures:
         input:
-            candidates=TUNING_TABLES["tuning_candidates"],
+            candidates=rules.tuning_tables.output.tuning_candidates,
         output:
             **{
                 name: report(

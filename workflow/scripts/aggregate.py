@@ -4,7 +4,7 @@ summary.json.
 snakemake.input.metrics      list of results/runs/{run_id}/metrics.json (run folder = parent)
 snakemake.input.evaluations  list of results/runs/{run_id}/evaluation.json (same runs)
 snakemake.output.claims, .runs, .table1, .ablation, .summary, .strata   the aggregate files
-snakemake.params.rules, .scale  the config's verdicts block and scale
+snakemake.params.verdicts, .scale  the config's verdicts block and scale
 snakemake.log[0]             the rule log
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 
-from cnnopt import logs  # noqa: E402
-from cnnopt.aggregate import aggregate  # noqa: E402
+from cnnopt.common import logs  # noqa: E402
+from cnnopt.judge.aggregate import aggregate  # noqa: E402
 
 logs.setup(snakemake.log[0])  # noqa: F821
 aggregate(
@@ -25,6 +25,6 @@ aggregate(
     snakemake.output.summary,  # noqa: F821
     snakemake.output.claims,  # noqa: F821
     snakemake.output.strata,  # noqa: F821
-    rules=dict(snakemake.params.rules),  # noqa: F821
+    rules=dict(snakemake.params.verdicts),  # noqa: F821
     scale=snakemake.params.scale,  # noqa: F821
 )

@@ -7,17 +7,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import gpus, io, logs, runtime
+from cnnopt.common import gpus
+from cnnopt.common import files
+from cnnopt.common import logs
+from cnnopt.common import runtime
+from cnnopt.common import tracking
 
 logs.setup(snakemake.log[0])
 
-# Evaluation declares no GPU: it runs on the CPU and leaves the GPUs to the trainings.
+# Evaluation declares no GPU: it runs on the CPU and leaves the GPUs to the trainings
+# (configure logs the device and keeps the frameworks' no-GPU notices out of the log).
 with gpus.claim(0):
     runtime.configure(snakemake.threads)
 
-    from cnnopt.evaluate import evaluate  # noqa: E402
+    from cnnopt.evaluate.scoring import evaluate  # noqa: E402
 
-    evaluate(Path(snakemake.input.model), Path(snakemake.input.arrays),
-             Path(snakemake.output[0]), json.loads(snakemake.params.spec),
-             best_model_path=Path(snakemake.input.best_model),
-             best_epoch=io.read_json(snakemake.input.metrics).get("best_epoch"))
+    evaluation = evaluate(Path(snakemake.input.model), Path(snakemake.input.arrays),
+                          Path(snakemake.output[0]), json.loads(snakemake.params.spec),
+                          best_model_path=Path(snakemake.input.best_model),
+                          best_epoch=files.read_json(snakemake.input.metrics).get("best_epoch"))
+    # config tracking: the test metrics into the run's MLflow run (off: nothing imports mlflow)
+    tracking.log_evaluation(snakemake.params.tracking, snakemake.input.trained_spec,
+                            snakemake.input.history, evaluation)

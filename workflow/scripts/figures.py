@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 
-from cnnopt import logs  # noqa: E402
-from cnnopt.figures import FIGURES, figure_optimizer, make_all  # noqa: E402
+from cnnopt.common import logs  # noqa: E402
+from cnnopt.figures.draw import FIGURES, figure_optimizer, make_all  # noqa: E402
 
 logs.setup(snakemake.log[0])  # noqa: F821
 make_all(

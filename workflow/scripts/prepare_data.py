@@ -5,7 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import data, logs
+from cnnopt.data import cifar10 as data
+from cnnopt.common import logs
 
 logs.setup(snakemake.log[0])
 

@@ -1,7 +1,7 @@
 """Render the self-contained HTML report.
 
-snakemake.input.tables    list of results/tables/{runs,table1,ablation}.csv (matched by file stem)
-snakemake.input.summary   results/tables/summary.json
+snakemake.input.tables    every table: aggregate's (summary.json too), calibrate's and tuning's
+                          (each matched by its file stem)
 snakemake.input.figures   list of PNGs; each is keyed by its stem (e.g. "final_accuracy",
                           "optimizer_adam")
 snakemake.input.metrics   list of results/runs/{run_id}/metrics.json (run folder = parent; its
@@ -20,13 +20,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 
 import snakemake as _smk  # noqa: E402
 
-from cnnopt import logs  # noqa: E402
-from cnnopt.provenance import collect_provenance  # noqa: E402
-from cnnopt.report import render  # noqa: E402
+from cnnopt.common import logs  # noqa: E402
+from cnnopt.common.provenance import collect_provenance  # noqa: E402
+from cnnopt.report.html import render  # noqa: E402
 
 logs.setup(snakemake.log[0])  # noqa: F821
 tables = {Path(p).stem: p for p in snakemake.input.tables}  # noqa: F821
-tables["summary"] = snakemake.input.summary  # noqa: F821
 render(
     template_path=snakemake.input.template,  # noqa: F821
     tables=tables,

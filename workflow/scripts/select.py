@@ -1,4 +1,4 @@
-"""Choose one optimizer's learning rate in one search (rule select): cnnopt.tuning.select.
+"""Choose one optimizer's learning rate in one search (rule select): cnnopt.tuning.select.select.
 
 snakemake.input.metrics    the candidates' results/runs/{run_id}/metrics.json
 snakemake.params.rates     run id -> learning rate of each candidate
@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import logs
-from cnnopt.tuning import select
+from cnnopt.common import logs
+from cnnopt.tuning.select import select
 
 logs.setup(snakemake.log[0])
 select(

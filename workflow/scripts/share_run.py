@@ -6,8 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import logs
-from cnnopt.share import share
+from cnnopt.common import logs
+from cnnopt.train.share import share
 
 logs.setup(snakemake.log[0])
 files = ("model", "best_model", "history", "metrics", "spec")
@@ -15,4 +15,5 @@ share(
     {name: Path(snakemake.input[name]) for name in files},
     json.loads(snakemake.params.spec),
     {name: Path(snakemake.output[name]) for name in files},
+    tensorboard=Path(snakemake.params.tensorboard),
 )

@@ -1,4 +1,4 @@
-"""Train one run (rule train): thin wrapper around cnnopt.train.train."""
+"""Train one run (rule train): thin wrapper around cnnopt.train.loop.train."""
 
 import json
 import sys
@@ -6,18 +6,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import gpus, logs, runtime, tuning
+from cnnopt.common import gpus
+from cnnopt.common import logs
+from cnnopt.common import runtime
+from cnnopt.tuning import select as tuning
 
 # a retry (after a cancelled, preempted or timed-out attempt) shows every attempt's lines
 attempt = int(snakemake.resources.get("attempt", 1))
 log = logs.setup(snakemake.log[0], attempts=snakemake.params.attempts, retry=attempt > 1)
 log.info("attempt %d of this job", attempt)
 
-# Take a free GPU (or SLURM's) before the framework starts: it only sees that one.
+# Take a free GPU (or SLURM's) before the framework starts: it only sees that one. configure
+# logs the device in one line and keeps the frameworks' harmless stderr lines (with no GPU,
+# TensorFlow's "failed call to cuInit") out of the log; their other stderr lines go into it.
 with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
     runtime.configure(snakemake.threads)
 
-    from cnnopt.train import train  # noqa: E402  (after the thread pools are configured)
+    from cnnopt.train.loop import train  # noqa: E402  (after the thread pools are configured)
 
     spec = json.loads(snakemake.params.spec)
     if snakemake.input.get("choice"):  # a tuned run: the rate its search chose
@@ -26,6 +31,8 @@ with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
         spec,
         Path(snakemake.input.arrays),
         {name: Path(path) for name, path in snakemake.output.items()},
-        checkpoint=Path(snakemake.params.checkpoint),
+        resume_dir=Path(snakemake.params.resume_dir),
         retry=attempt > 1,
+        tensorboard=Path(snakemake.params.tensorboard),
+        tracking=snakemake.params.tracking,
     )

@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import logs
-from cnnopt.figure_names import tuning_figure_name
-from cnnopt.figures import tuning_curves
+from cnnopt.common import logs
+from cnnopt.figures.names import tuning_figure_name
+from cnnopt.figures.draw import tuning_curves
 
 logs.setup(snakemake.log[0])
 for search in snakemake.params.searches:

@@ -1,9 +1,9 @@
-"""The tuning study's tables (rule tuning_tables): cnnopt.tuning_tables.tables.
+"""The tuning study's tables (rule tuning_tables): cnnopt.tuning.tables.tables.
 
 snakemake.input.choices      results/tuning/{search}/{optimizer}.json, every selection
 snakemake.input.metrics      the tuned runs' results/runs/{run_id}/metrics.json (folder = parent)
 snakemake.output.tuning_candidates, .tuned, .tuned_claims   the three CSV tables
-snakemake.params.labels      search -> label; .rules, .scale: the config's verdicts block, scale
+snakemake.params.labels      search -> label; .verdicts, .scale: the config's verdicts block, scale
 """
 
 import sys
@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt import logs
-from cnnopt.tuning_tables import tables
+from cnnopt.common import logs
+from cnnopt.tuning.tables import tables
 
 logs.setup(snakemake.log[0])
 tables(
@@ -22,6 +22,6 @@ tables(
     snakemake.output.tuning_candidates,
     snakemake.output.tuned,
     snakemake.output.tuned_claims,
-    rules=dict(snakemake.params.rules),
+    rules=dict(snakemake.params.verdicts),
     scale=snakemake.params.scale,
 )

@@ -28,9 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
-from . import decide
-from .rules import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
+from cnnopt.common.errors import DataError
+from cnnopt.judge import decide
+from cnnopt.judge.verdicts import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
 
 PAPER = 75.0  # the paper's number of every simulated value claim (and the arms' null mean)
 #: The columns of the operating-characteristics table (calibration.csv).
@@ -207,10 +207,10 @@ def read_strata(path) -> pd.DataFrame:
 def calibrate(strata: pd.DataFrame, n: int, rules: dict, out) -> pd.DataFrame:
     """The operating characteristics at this study's seed count ``n`` and each stratum's
     observed paired sd (``strata.csv``); written to ``out`` (calibration.csv)."""
-    from .. import io
+    from cnnopt.common import files
     cal = rules["calibration"]
     sds = sorted({round(float(s), 2) for s in strata["sd_paired"].dropna() if s > 0}) or [1.0]
     table = characteristics(simulate(sds, [n], cal["studies"], seed=cal["seed"], rules=rules,
                                      effects=cal["effects"]))
-    io.write_csv(out, table)
+    files.write_csv(out, table)
     return table

@@ -6,13 +6,14 @@ from importlib import resources
 
 import yaml
 
-from ..errors import CnnoptError
-from .metrics import METRICS
-from .rules import FAMILIES, KINDS
+from cnnopt.common.errors import CnnoptError
+from cnnopt.common.paper import PAPER_ACCURACY
+from cnnopt.judge.metrics import METRICS
+from cnnopt.judge.verdicts import FAMILIES, KINDS
 
 CLAIMS_FILE = "claims.yaml"
 #: The keys each kind of claim needs besides id, claim, where and family.
-NEEDS = {"value": ("paper", "run"), "greater": ("a", "b"), "top": ("members", "others")}
+NEEDS = {"value": ("run",), "greater": ("a", "b"), "top": ("members", "others")}
 
 
 def load_claims(text: str | None = None) -> list[dict]:
@@ -39,11 +40,29 @@ def load_claims(text: str | None = None) -> list[dict]:
             raise CnnoptError(f"claim {cid!r}: better must be higher or lower")
         if c["kind"] == "value" and c["metric"] != "accuracy":
             raise CnnoptError(f"claim {cid!r}: a value claim reports an accuracy")
+        if c["kind"] == "value" and "paper" not in c:
+            if c["run"] not in PAPER_ACCURACY:
+                raise CnnoptError(f"claim {cid!r}: the paper reports no number for {c['run']}; "
+                                  "give it as paper")
+            c["paper"] = PAPER_ACCURACY[c["run"]]
+        c["claim"] = _with_numbers(c)
         if cid in seen:
             raise CnnoptError(f"claim id {cid!r} appears twice")
         seen.add(cid)
         out.append(c)
     return out
+
+
+def _with_numbers(claim: dict) -> str:
+    """The claim's text with the paper's numbers filled in ({paper}; {a} and {b})."""
+    numbers = {k: PAPER_ACCURACY[claim[k]] for k in ("a", "b") if claim.get(k) in PAPER_ACCURACY}
+    if "paper" in claim:
+        numbers["paper"] = claim["paper"]
+    try:
+        return claim["claim"].format_map({k: f"{v:.2f}" for k, v in numbers.items()})
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CnnoptError(f"claim {claim['id']!r}: its text names a number the paper does not "
+                          f"give here ({exc})") from None
 
 
 def with_defaults(claim: dict) -> dict:

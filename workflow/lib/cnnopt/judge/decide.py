@@ -37,11 +37,19 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from ..errors import CnnoptError
-from . import model, power
-from .claims import arms, pairs, with_defaults
-from .metrics import METRICS, measure
-from .rules import CONTRADICTED, FAMILIES, INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNTESTED, merged
+from cnnopt.common.errors import CnnoptError
+from cnnopt.judge import model, power
+from cnnopt.judge.claims import arms, pairs, with_defaults
+from cnnopt.judge.metrics import METRICS, measure
+from cnnopt.judge.verdicts import (
+    CONTRADICTED,
+    FAMILIES,
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    UNTESTED,
+    merged,
+)
 
 #: The columns of ``claims.csv``.
 COLUMNS = ["id", "family", "kind", "claim", "where", "metric", "paper", "ours", "std", "n",

@@ -1,0 +1,103 @@
+"""The report's "Future work, answered" section: the learning-rate searches and tuned runs.
+
+``future_section`` turns the tuning tables (``tuning_tables.tables``) and the searches'
+figures into the section's values: per search, its budget, each optimizer's candidates and
+choice, the tuned comparison beside the paper's Table 1, and the verdicts on the paper's
+ranking. Every sentence is computed from those tables.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cnnopt.common.registry import optimizer_label
+from cnnopt.config.searches import expand_tuning
+from cnnopt.figures.names import tuning_figure_name
+from cnnopt.judge.verdicts import CONTRADICTED, REPRODUCED, VERDICTS
+from cnnopt.report.formatting import fmt, general, pm
+from cnnopt.report.tables import claim_rows, records
+
+#: The tuning tables the section reads (``tables`` of ``report.render``).
+TABLES = ("tuning_candidates", "tuned", "tuned_claims")
+
+
+def budget_text(spec: dict) -> str:
+    """What every run of a search trains with, in words, from one of its resolved run specs
+    (``config.expand_tuning``: the model, epochs, batch, schedule and images they share)."""
+    model, schedule = spec["model"], spec["schedule"]
+    net = (f"ResNet-{model['depth']} (filters {model['filters']})" if model["architecture"] == "resnet"
+           else f"the {model['architecture']} network (filters {model.get('filters')}, batch norm "
+                f"{'on' if model.get('batch_norm') else 'off'}, dropout {model.get('dropout', 0)})")
+    sched = ("a constant rate" if schedule["type"] == "constant"
+             else f"the {schedule['type']} schedule ({', '.join(f'{k} {v}' for k, v in schedule.items() if k != 'type')})")
+    images, epochs = spec["max_train_images"], spec["epochs"]
+    return (f"{net}, {epochs} epoch{'s' if epochs != 1 else ''}, batch {spec['batch_size']}, {sched}"
+            + (f", {images:,} training images" if images else ""))
+
+
+def _choice_rows(cands: pd.DataFrame) -> list[dict]:
+    rows = []
+    for opt, grp in cands.groupby("optimizer", sort=False):
+        grp = grp.sort_values("learning_rate")
+        chosen = grp[grp["chosen"].astype(bool)]
+        rows.append({
+            "optimizer": optimizer_label(opt),
+            "candidates": [{"rate": general(r.learning_rate, 3), "score": r.score,
+                            "diverged": bool(r.diverged), "chosen": bool(r.chosen)}
+                           for r in grp.itertuples()],
+            "chosen": general(chosen["learning_rate"].iloc[0], 3) if len(chosen) else None,
+            "at_edge": bool(chosen["at_edge"].any()),
+            "diverged": int(grp["diverged"].astype(bool).sum()),
+        })
+    return rows
+
+
+def ranking_sentence(claims: pd.DataFrame) -> str:
+    """Whether the paper's ranking survives equal tuning, in one sentence."""
+    if claims.empty:
+        return "Fewer than two of the paper's four optimizers took part in this search, so its ranking is not tested here."
+    counts = claims["verdict"].value_counts()
+    parts = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if counts.get(v))
+    if counts.get(CONTRADICTED):
+        head = "The paper's ranking does not survive equal tuning here"
+    elif counts.get(REPRODUCED, 0) == len(claims):
+        head = "The paper's ranking survives equal tuning here"
+    else:
+        head = "Whether the paper's ranking survives equal tuning is not settled here"
+    return f"{head}: of its {len(claims)} ranking claim{'s' if len(claims) != 1 else ''}, {parts}."
+
+
+def _ranking_text(tuned: pd.DataFrame) -> str:
+    order = tuned.sort_values("rank", kind="stable")
+    ours = "; ".join(f"{optimizer_label(r.optimizer)} {pm(r.test_accuracy, r.test_accuracy_std)}"
+                     for r in order.itertuples())
+    paper = order[order["paper_final"].notna()].sort_values("paper_rank", kind="stable")
+    theirs = " > ".join(f"{optimizer_label(r.optimizer)} {fmt(r.paper_final)}" for r in paper.itertuples())
+    return (f"Tuned runs in order of mean test accuracy (an order of means, not a finding: only the "
+            f"claims below are tested, each with its n, interval and verdict): {ours}."
+            + (f" The paper (Table 1): {theirs}." if theirs else ""))
+
+
+def future_section(tables: dict[str, pd.DataFrame], figures: dict[str, str], config: dict) -> list[dict]:
+    """One entry per search: label, budget, choices, tuned rows, claims, sentences, figure."""
+    searches = (config.get("tuning") or {}).get("searches") or {}
+    specs = {}  # search -> one of its runs' resolved spec (they share the budget)
+    for spec in expand_tuning(config).values():
+        specs.setdefault(spec["search"], spec)
+    cands, tuned, claims = (tables[name] for name in TABLES)
+    out = []
+    for name, search in searches.items():
+        mine_t = tuned[tuned["search"] == name] if len(tuned) else tuned
+        mine_c = claims[claims["id"].astype(str).str.startswith(f"{name}_")] if len(claims) else claims
+        out.append({
+            "name": name, "label": search.get("label", name),
+            "budget": budget_text(specs[name]),
+            "choices": _choice_rows(cands[cands["search"] == name]) if len(cands) else [],
+            "tuned": [r | {"optimizer": optimizer_label(r["optimizer"]),
+                           "learning_rate": general(r["learning_rate"], 3)} for r in records(mine_t)],
+            "claims": claim_rows(mine_c),
+            "ranking": _ranking_text(mine_t) if len(mine_t) else "",
+            "verdict": ranking_sentence(mine_c),
+            "figure": figures.get(tuning_figure_name(name)),
+        })
+    return out

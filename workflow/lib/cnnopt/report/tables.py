@@ -1,0 +1,216 @@
+"""The rows of the report's tables: one dict per row, numbers left as numbers.
+
+Each function turns an aggregate table or the runs into the rows one table of the template
+shows. Cells that are numbers stay numbers (None when missing); the template formats them
+with the filters of ``formatting.FILTERS`` (``{{ r.final | pm(r.final_std) }}``), so every
+cell is formatted in one place.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import pandas as pd
+import yaml
+
+from cnnopt.common.paper import PAPER_TABLE1
+from cnnopt.common.registry import optimizer_label
+from cnnopt.common.runs import Run, Runs, optimizer_order
+from cnnopt.judge.metrics import METRICS
+from cnnopt.judge.verdicts import VERDICTS
+from cnnopt.report.formatting import isnum, percent
+from cnnopt.report.text import UPDATE_RULES, UPDATE_WORDS, data_notice, describe_model
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    """The rows of ``frame`` as dicts, with None for every missing value (NaN, NA)."""
+    return [{k: (None if not isinstance(v, (str, list, dict)) and pd.isna(v) else v) for k, v in row.items()}
+            for row in frame.to_dict("records")]
+
+
+def _num(x):
+    """``x`` if it is a finite number, else None (a cell the template shows as a dash)."""
+    return x if isnum(x) else None
+
+
+def data_section(manifest: dict) -> dict:
+    """The data set's description (key-value table) and its images per class."""
+    counts = manifest.get("counts") or {}
+    train, test = counts.get("train") or {}, counts.get("test") or {}
+    names = list(manifest.get("class_names") or list(train) or list(test))
+    return {
+        "name": manifest.get("name") or "unnamed data set",
+        "source": manifest.get("source"), "format": manifest.get("format"),
+        "canonical": bool(manifest.get("canonical")), "notice": data_notice(manifest),
+        "sha256": manifest.get("sha256"), "md5": manifest.get("md5"),
+        "checksum_verified": manifest.get("checksum_verified") or "not verified",
+        "image_shape": manifest.get("image_shape") or [],
+        "classes": [{"name": c, "train": train.get(c), "test": test.get(c)} for c in names],
+        "n_train": sum(v for v in train.values() if isnum(v)),
+        "n_test": sum(v for v in test.values() if isnum(v)),
+        "conversions": {k: v for k, v in (manifest.get("conversions") or {}).items() if v},
+    }
+
+
+def model_rows(runs: Runs) -> list[dict]:
+    """One row per distinct model spec (M1, M2, ...), with the runs that use it."""
+    groups: dict[str, dict] = {}
+    for r in runs:
+        model = r.spec.get("model") or {}
+        g = groups.setdefault(yaml.safe_dump(model, sort_keys=True),
+                              {"model": model, "runs": [], "params": set()})
+        g["runs"].append(r.run_id)
+        if r.metrics.get("params") is not None:
+            g["params"].add(int(r.metrics["params"]))
+    return [{"name": f"M{i}", "architecture": g["model"].get("architecture"),
+             "description": describe_model(g["model"]),
+             "filters": g["model"].get("filters") or [], "dense": g["model"].get("dense") or [],
+             "dropout": _num(g["model"].get("dropout", 0.0)),
+             "conv_dropout": _num(g["model"].get("conv_dropout", 0.0)),
+             "batch_norm": bool(g["model"].get("batch_norm")), "l2": _num(g["model"].get("l2", 0.0)),
+             "params": sorted(g["params"]), "runs": g["runs"]}
+            for i, g in enumerate(groups.values(), 1)]
+
+
+def optimizer_rows(runs: Runs) -> list[dict]:
+    """Per optimizer: its update rule and each distinct hyperparameter setting with its runs."""
+    out = []
+    for opt in optimizer_order(r.get("optimizer") for r in runs):
+        groups: dict[str, list[str]] = {}
+        for r in runs:
+            if r.get("optimizer") == opt:
+                oc = {k: v for k, v in (r.spec.get("optimizer_config") or {}).items() if k != "name"}
+                groups.setdefault(", ".join(f"{k} = {v}" for k, v in oc.items()), []).append(r.run_id)
+        out.append({"name": opt, "label": optimizer_label(opt),
+                    "words": UPDATE_WORDS.get(opt, f"The Keras optimizer '{opt}' with the settings below."),
+                    "rule": UPDATE_RULES.get(opt, []),
+                    "configs": [{"settings": k, "runs": v} for k, v in groups.items()]})
+    return out
+
+
+def schedule_rows(runs: Runs) -> list[dict]:
+    """Each run's learning-rate schedule and the first and last rate its history recorded."""
+    rows = []
+    for r in runs:
+        sched = r.spec.get("schedule") or {}
+        hist = r.history
+        lrs = hist["learning_rate"].dropna() if "learning_rate" in hist else pd.Series(dtype=float)
+        exponential = sched.get("type") == "exponential"
+        rows.append({
+            "run_id": r.run_id, "type": sched.get("type", "constant"),
+            "eta0": _num((r.spec.get("optimizer_config") or {}).get("learning_rate")),
+            "decay_rate": _num(sched.get("decay_rate")), "decay_step": _num(sched.get("decay_step")),
+            "staircase": bool(sched.get("staircase")) if exponential else None,
+            "lr_first": lrs.iloc[0] if len(lrs) else None, "lr_last": lrs.iloc[-1] if len(lrs) else None,
+        })
+    return rows
+
+
+def table1_rows(table1: pd.DataFrame) -> list[dict]:
+    """Table 1 beside the paper's: means, stds, differences and gains per optimizer."""
+    rows = []
+    for r in records(table1):
+        paper = PAPER_TABLE1.get(r["optimizer"], {})
+        gain = r["final"] - r["initial"] if isnum(r["final"]) and isnum(r["initial"]) else None
+        paper_gain = (r["paper_final"] - r["paper_initial"]
+                      if isnum(r["paper_final"]) and isnum(r["paper_initial"]) else None)
+        rows.append(r | {
+            "label": r.get("label") or optimizer_label(r["optimizer"]),
+            "missing": "diverged" if r.get("diverged") else None,
+            "gain": gain, "paper_gain": paper_gain,
+            "paper_key_adjustments": paper.get("key_adjustments"),
+            "seeds": r.get("seeds") or 0,
+        })
+    return rows
+
+
+def ablation_rows(abl: pd.DataFrame) -> list[dict]:
+    """The twins beside their final recipe."""
+    return [r | {"optimizer": optimizer_label(r["optimizer"]), "label": r.get("label") or "",
+                 "seeds": r.get("seeds") or 0, "diverged": r.get("diverged") or 0}
+            for r in records(abl)]
+
+
+#: What the paper's value is for a comparison without a number of its own.
+_PAPER_KIND = {"greater": "A > B", "top": "each of A > each of B"}
+
+
+def claim_rows(claims: pd.DataFrame) -> list[dict]:
+    """The claims table: one row per claim of claims.csv."""
+    rows = []
+    for r in records(claims):
+        value = r.get("kind") == "value"
+        rows.append(r | {
+            "value": value, "paper_text": _PAPER_KIND.get(r.get("kind")),
+            "unit": None if value else (METRICS.get(r.get("metric") or "accuracy") or {}).get("unit"),
+            "n": r.get("n") or 0, "css": (r.get("verdict") or "").replace(" ", "-"),
+            "claim": r.get("claim") or "", "where": r.get("where") or "",
+            "reason": r.get("reason") or "", "runs": r.get("runs") or "",
+        })
+    return rows
+
+
+def strata_rows(strata: pd.DataFrame) -> list[dict]:
+    """The model's spread per stratum (strata.csv)."""
+    return records(strata) if len(strata) else []
+
+
+def calibration_section(table: pd.DataFrame | None) -> dict:
+    """The operating characteristics (calibration.csv) as rows of verdict rates, and a
+    sentence on what they say."""
+    if table is None or table.empty:
+        return {"rows": [], "verdicts": [], "offset": 3, "text": "No calibration was run."}
+    wide = (table.pivot_table(index=["sd", "n", "studies", "family", "kind", "truth"],
+                              columns="verdict", values="rate", aggfunc="first", fill_value=0.0)
+            .reset_index())
+    order = [v for v in (*VERDICTS, "any false verdict") if v in wide.columns]
+    null = table[(table["truth"] == "no difference") &
+                 table["verdict"].isin(["reproduced", "contradicted"])]
+    worst = null.groupby(["sd", "kind"])["rate"].sum().max() if len(null) else float("nan")
+    fam = table[(table["kind"] == "family (any false)") & (table["family"] == "comparisons")]
+    far = table[(table["truth"] == "beyond the margin") & (table["verdict"] == "reproduced")]
+    power = table[(table["truth"] == "true effect 2") & (table["verdict"] == "reproduced")
+                  & (table["kind"] == "greater")]
+    n = int(table["n"].iloc[0])
+    text = (f"Simulated at this study's {n} seeds per arm and each stratum's observed spread: "
+            f"under no true difference a comparison is called reproduced or contradicted in at "
+            f"most {percent(worst)} of simulated claims, and a family of comparisons has any false "
+            f"verdict in at most {percent(fam['rate'].max() if len(fam) else float('nan'))} of "
+            f"studies (Holm). A value truly 3 points from the paper's is called reproduced in "
+            f"{percent(far['rate'].max() if len(far) else 0.0)} of claims. A true difference of 2 "
+            f"points is found in {percent(power['rate'].min() if len(power) else 0.0)} to "
+            f"{percent(power['rate'].max() if len(power) else 0.0)} of claims: with few seeds, "
+            "most real effects of that size stay inconclusive.")
+    rows = [r | {v: r.get(v) for v in order} for r in records(wide)]
+    return {"rows": rows, "verdicts": order, "offset": 3, "text": text}
+
+
+def run_rows(runs_df: pd.DataFrame) -> list[dict]:
+    """The runs table (runs.csv), one row per run."""
+    return [r | {"optimizer": optimizer_label(r["optimizer"]), "label": r.get("label") or "",
+                 "diverged": bool(r.get("diverged"))}
+            for r in records(runs_df)]
+
+
+def per_class_rows(run: Run | None) -> list[dict]:
+    """Test accuracy (%) per class of ``run``."""
+    if run is None:
+        return []
+    return [{"name": c, "accuracy": 100 * v if isnum(v) else None}
+            for c, v in (run.evaluation.get("per_class_accuracy") or {}).items()]
+
+
+def version_rows(runs: Runs) -> list[dict]:
+    """The library versions the runs recorded, then those of the report's own packages."""
+    seen: dict[str, set] = {}
+    for r in runs:
+        for k, v in (r.metrics.get("versions") or {}).items():
+            seen.setdefault(k, set()).add(str(v))
+    rows = [{"name": k, "version": ", ".join(sorted(v)), "where": "training runs"}
+            for k, v in sorted(seen.items())]
+    for pkg in ("pandas", "matplotlib", "jinja2", "pyyaml"):
+        try:
+            rows.append({"name": pkg, "version": importlib.metadata.version(pkg), "where": "report"})
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return rows

@@ -1,0 +1,115 @@
+"""The tuning study's tables: every candidate, the tuned comparison and its verdicts.
+
+``tables`` reads the selection files (``tuning.select``) and the tuned runs' folders
+(``runs.read_runs``) and writes ``tuning_candidates.csv``, ``tuned.csv`` and
+``tuned_claims.csv``: whether the paper's ranking of the optimizers survives when each gets
+the same tuning budget, judged with the claims table's rules (``judge.decide.judge``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pandas as pd
+
+from cnnopt.common import files
+from cnnopt.common.paper import PAPER_TABLE1
+from cnnopt.common.registry import optimizer_label
+from cnnopt.common.runs import read_runs
+from cnnopt.config.searches import tuned_variant
+from cnnopt.judge import decide
+
+log = logging.getLogger(__name__)
+
+#: The columns of the candidates table (tuning_candidates.csv), one row per candidate.
+CANDIDATE_COLUMNS = ["search", "optimizer", "learning_rate", "run_id", "score", "diverged",
+                     "diverged_epoch", "chosen", "at_edge"]
+#: The columns of the tuned comparison (tuned.csv), one row per search and optimizer.
+TUNED_COLUMNS = ["search", "label", "optimizer", "learning_rate", "at_edge", "test_accuracy",
+                 "test_accuracy_std", "seeds", "best_val_accuracy", "train_seconds", "diverged",
+                 "paper_final", "rank", "paper_rank"]
+
+
+def candidate_table(choices: list[dict]) -> pd.DataFrame:
+    """Every candidate of every selection file, one row each (``CANDIDATE_COLUMNS``)."""
+    rows = [{"search": c["search"], "optimizer": c["optimizer"], **r,
+             "chosen": r["run_id"] == c["run_id"], "at_edge": c["at_edge"] and r["run_id"] == c["run_id"]}
+            for c in choices for r in c["candidates"]]
+    return pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
+
+
+def ranking_claims(search: str, label: str, optimizers) -> list[dict]:
+    """The paper's ranking of final accuracies (Table 1), as claims on ``search``'s tuned runs.
+
+    One ``greater`` claim per neighbouring pair of the paper's order among ``optimizers``, and
+    the paper's "Adam and Adamax are the two best" as a ``top`` claim when all four take part.
+    """
+    order = [o for o in sorted(PAPER_TABLE1, key=lambda o: -PAPER_TABLE1[o]["final"]) if o in optimizers]
+    arm = f"{{}}/{tuned_variant(search)}".format
+    claims = [{"id": f"{search}_rank_{a}_{b}", "family": "ranking", "kind": "greater",
+               "a": arm(a), "b": arm(b),
+               "where": "Table 1, under equal tuning",
+               "paper": PAPER_TABLE1[a]["final"] - PAPER_TABLE1[b]["final"],
+               "claim": f"{label}: tuned {optimizer_label(a)} beats tuned {optimizer_label(b)} "
+                        f"(the paper: {PAPER_TABLE1[a]['final']:.2f} vs {PAPER_TABLE1[b]['final']:.2f})"}
+              for a, b in zip(order, order[1:], strict=False)]
+    if {"adam", "adamax", "rmsprop", "sgd"} <= set(optimizers):
+        claims.append({"id": f"{search}_top_two", "family": "ranking", "kind": "top",
+                       "where": "§IV.5.1, under equal tuning",
+                       "claim": f"{label}: tuned Adam and Adamax are the two best of the paper's four",
+                       "members": [arm("adam"), arm("adamax")], "others": [arm("rmsprop"), arm("sgd")]})
+    return claims
+
+
+def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """Per search and optimizer: the chosen rate and the tuned runs' test accuracy over seeds.
+
+    ``runs`` is the per-run table of the tuned runs (``runs.read_runs(...).table``, percent);
+    ``rank`` orders the optimizers of a search by mean test accuracy, ``paper_rank`` the
+    paper's four by their final accuracy in Table 1.
+    """
+    rows = []
+    for c in choices:
+        mine = runs[(runs["optimizer"] == c["optimizer"]) & (runs["variant"] == tuned_variant(c["search"]))]
+        acc = mine["test_accuracy"].astype(float)
+        rows.append({"search": c["search"], "label": labels.get(c["search"], c["search"]),
+                     "optimizer": c["optimizer"], "learning_rate": c["learning_rate"],
+                     "at_edge": c["at_edge"], "test_accuracy": acc.mean(),
+                     "test_accuracy_std": acc.std(ddof=1), "seeds": int(acc.notna().sum()),
+                     "best_val_accuracy": mine["best_val_accuracy"].astype(float).mean(),
+                     "train_seconds": mine["train_seconds"].astype(float).mean(),
+                     "diverged": int(mine["diverged"].astype(bool).sum()),
+                     "paper_final": PAPER_TABLE1.get(c["optimizer"], {}).get("final", math.nan)})
+    frame = pd.DataFrame(rows, columns=TUNED_COLUMNS)
+    if frame.empty:
+        return frame
+    frame["rank"] = frame.groupby("search")["test_accuracy"].rank(ascending=False, method="min")
+    frame["paper_rank"] = frame.groupby("search")["paper_final"].rank(ascending=False, method="min")
+    return frame.sort_values(["search", "rank"], kind="stable").reset_index(drop=True)
+
+
+def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_tuned, out_claims,
+           rules: dict | None = None, scale: str = "reduced") -> pd.DataFrame:
+    """Write the candidates table, the tuned comparison and its verdicts; return the claims.
+
+    ``choice_files`` are the selection files of :func:`select`, ``run_dirs`` the folders of
+    the tuned runs (with their evaluation.json), ``labels`` each search's label. The verdicts
+    (``judge.decide.judge``, the rules of the claims table) say whether the paper's ranking of the
+    optimizers survives when each gets the same tuning budget.
+    """
+    choices = [files.read_json(p) for p in choice_files]
+    read = read_runs(run_dirs, rules)
+    runs = read.table
+    claims = []
+    for search in dict.fromkeys(c["search"] for c in choices):
+        present = [c["optimizer"] for c in choices if c["search"] == search]
+        claims += ranking_claims(search, labels.get(search, search), present)
+    judged = decide.judge(claims, runs, read.predictions(), rules, scale)
+    files.write_csv(out_candidates, candidate_table(choices))
+    files.write_csv(out_tuned, tuned_table(choices, runs, labels))
+    files.write_csv(out_claims, judged)
+    log.info("tuning: %d searches, %d selections, %d tuned runs, %d ranking claims (%s)",
+             len({c["search"] for c in choices}), len(choices), len(runs), len(judged),
+             ", ".join(f"{k} {v}" for k, v in judged["verdict"].value_counts().items()))
+    return judged
