@@ -298,10 +298,14 @@ def test_load_missing_file(tmp_path):
 
 
 def test_real_mirror(tmp_path, mirror):
+    start = time.perf_counter()
     manifest, _ = prepare(tmp_path, mirror, source_label=str(mirror))
+    decoding = time.perf_counter() - start
     start = time.perf_counter()
     arrays = data.load(tmp_path / "out" / "cifar10.npz")
-    assert time.perf_counter() - start < 1.0
+    # a training job reads the cached arrays, not the archive: a fraction of decoding it
+    # (a ratio measured in one run, so that a busy machine slows both alike; idle: 0.5 s / 10 s)
+    assert time.perf_counter() - start < 0.25 * decoding
     assert arrays["x_train"].shape == (50000, 32, 32, 3) and arrays["x_train"].dtype == np.uint8
     assert arrays["x_test"].shape == (10000, 32, 32, 3)
     assert arrays["y_train"].dtype == np.int64

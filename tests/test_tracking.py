@@ -251,6 +251,7 @@ train(spec, Path({arrays!r}), outputs("unreachable"),
 """
 
 
+@pytest.mark.slow  # two trainings in child processes, one waiting out the unreachable store
 def test_tracking_off_imports_no_mlflow_and_an_unreachable_store_is_one_warning(arrays, tmp_path):
     """Without a URI nothing imports mlflow; with a store that does not answer (no server on
     port 9) the training says so in one warning line and succeeds. (Without mlflow installed
