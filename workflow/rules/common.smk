@@ -41,7 +41,7 @@ STUDY_RUNS = grid.expand_runs(config)
 TUNING_RUNS = searches.expand_tuning(config)
 RUNS = STUDY_RUNS | TUNING_RUNS
 # A run whose spec equals an earlier run's but for its names is not trained again: rule
-# share_run copies the trained run's folder under its name (cnnopt.config.schema.shared_runs).
+# share_run copies the trained run's folder under its name (cnnopt.config.grid.shared_runs).
 SHARED = grid.shared_runs(RUNS)
 TRAINED = [rid for rid in RUNS if rid not in SHARED]
 # Candidates are chosen on validation accuracy and never scored on the test set.
@@ -82,10 +82,7 @@ def tracking(wildcards):
     builtin values only, so where the runs are tracked reruns nothing (like ``threads``)."""
     given = [str(f) for f in workflow.overwrite_configfiles]  # --configfile, layered last
     layered = [str(f) for f in workflow.configfiles if str(f) not in given] + given
-    shown = [
-        os.path.relpath(f) if Path(f).resolve().is_relative_to(Path.cwd()) else f for f in layered
-    ]
-    return SimpleNamespace(**config["tracking"], configfiles=shown)
+    return SimpleNamespace(**config["tracking"], configfiles=[shown_path(f) for f in layered])
 
 
 def code_version(script):
@@ -99,7 +96,12 @@ def workflow_file(path):
     """``path`` (e.g. "report/template.html.j2"), one of this workflow's own files, as an input:
     relative to the working directory when that holds the workflow (the ordinary use), else
     absolute (a module in the user's own folder)."""
-    path = WORKFLOW_ROOT / path
+    return shown_path(WORKFLOW_ROOT / path)
+
+
+def shown_path(path):
+    """``path`` relative to the working directory when it lies inside it, else absolute."""
+    path = Path(path).resolve()
     return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 

@@ -1,7 +1,7 @@
 """The names the workflow knows, each in one place: optimizers, architectures, run roles and
 the run-id pattern.
 
-The schema's enums are filled in from here when it is loaded (``cnnopt.config.schema``), the
+The schema's enums are filled in from here when it is loaded (``cnnopt.config.schemafile``), the
 training builds Keras' classes named here, and tables, figures and the report label
 optimizers from here. Adding an optimizer is one entry in ``OPTIMIZERS`` (a hyperparameter no
 optimizer had before also needs its type and range in the schema's ``hyperparameters``). This module imports

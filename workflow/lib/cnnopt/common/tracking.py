@@ -14,7 +14,6 @@ any MLflow error, is one warning line: tracking is off for the rest of the job, 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -23,6 +22,10 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+import pandas as pd
+
+from cnnopt.common import files
 
 log = logging.getLogger("cnnopt.common.tracking")
 
@@ -224,24 +227,14 @@ def log_evaluation(settings: object, spec_path: str | os.PathLike,
     """
     if not _settings(settings).get("mlflow"):
         return
-    with open(spec_path, encoding="utf-8") as fh:
-        spec = json.load(fh)
-    run = tracker(settings, spec)
+    run = tracker(settings, files.read_json(spec_path))
     if run is None:
         return
-    with open(history_path, encoding="utf-8", newline="") as fh:
-        run.start([{k: _float(v) for k, v in row.items()} for row in csv.DictReader(fh)])
+    run.start(pd.read_csv(history_path).to_dict("records"))  # an empty cell: NaN, not logged
     best = evaluation.get("best_model") or {}
     run.log_summary(evaluation | {f"best_model_{k}": v for k, v in best.items()},
                     TEST_METRICS + ("best_model_test_accuracy", "best_model_test_loss"))
     run.end("FINISHED")
-
-
-def _float(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 def _settings(settings: object) -> dict:

@@ -23,7 +23,7 @@ TABLES = ("tuning_candidates", "tuned", "tuned_claims")
 
 def budget_text(spec: dict) -> str:
     """What every run of a search trains with, in words, from one of its resolved run specs
-    (``config.expand_tuning``: the model, epochs, batch, schedule and images they share)."""
+    (``cnnopt.config.searches.expand_tuning``: the model, epochs, batch, schedule and images they share)."""
     model, schedule = spec["model"], spec["schedule"]
     net = (f"ResNet-{model['depth']} (filters {model['filters']})" if model["architecture"] == "resnet"
            else f"the {model['architecture']} network (filters {model.get('filters')}, batch norm "

@@ -1,6 +1,6 @@
 """Train one run of the study with ``model.fit`` and Keras callbacks.
 
-The run's spec (see :func:`cnnopt.config.schema.run_spec`) says everything: model, optimizer,
+The run's spec (see :func:`cnnopt.config.grid.run_spec`) says everything: model, optimizer,
 schedule, epochs, batch size, seed. Call :func:`cnnopt.common.runtime.configure` first.
 :func:`train` puts together the batches (:mod:`cnnopt.train.batches`), the callbacks
 (:mod:`cnnopt.train.callbacks`), the resumable checkpoint (:mod:`cnnopt.train.checkpoint`)

@@ -1,4 +1,4 @@
-"""A run whose training equals another's (cnnopt.config.schema.shared_runs) is trained once: its
+"""A run whose training equals another's (cnnopt.config.grid.shared_runs) is trained once: its
 folder is a copy of the trained run's, under its own name.
 
 The model and history are copied byte for byte; run.json is the run's own spec and

@@ -1,6 +1,6 @@
 """The learning-rate search's choice: which candidate wins, and the tuned runs' rate.
 
-The searches and their runs come from the config (``config.expand_tuning``). Each candidate
+The searches and their runs come from the config (``cnnopt.config.searches.expand_tuning``). Each candidate
 is an ordinary training run that never sees the test set. :func:`select` picks, per search
 and optimizer, the candidate with the highest validation accuracy (``metric``: at the best or
 at the last epoch) and writes every candidate's score to a selection file; a diverged
