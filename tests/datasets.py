@@ -235,3 +235,19 @@ def serve_directory(directory):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def tiny_spec(epochs: int, variant: str = "initial") -> dict:
+    """The resolved run spec of a tiny SGD training (two conv blocks of 8 and 16 filters, 50
+    validation images) for arrays from ``write_arrays``."""
+    from cnnopt.config import grid, schema
+
+    cfg = schema.validate({
+        "validation_size": 50,
+        "defaults": {"epochs": epochs, "batch_size": 32,
+                     "model": {"filters": [8, 16], "dense": [16]}},
+        "optimizers": {"sgd": {"learning_rate": 0.05, "momentum": 0.9}},
+        "variants": {variant: {"role": "initial"}},
+        "grid": [{"optimizers": ["sgd"], "variants": [variant]}],
+    })
+    return grid.run_spec(cfg, "sgd", variant, 0)

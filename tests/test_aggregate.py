@@ -22,6 +22,10 @@ from cnnopt.judge import aggregate as agg
 from cnnopt.judge import claims as judge_claims
 from cnnopt.judge import verdicts
 
+# one worker builds this file's module fixtures (the fake study's tables) once: with
+# `--dist loadgroup` (the quick run in the README) its tests stay together
+pytestmark = pytest.mark.xdist_group("aggregate")
+
 VAL_TARGET = verdicts.DEFAULT_RULES["val_target"]
 
 

@@ -18,7 +18,9 @@ import pytest
 from cnnopt.judge import calibration
 from cnnopt.judge.verdicts import CONTRADICTED, DEFAULT_RULES, NOT_REPRODUCED, REPRODUCED
 
-pytestmark = pytest.mark.slow  # 2,400 simulated studies, each judged as a real one
+# 3,600 simulated studies, each judged as a real one, in one module fixture that one worker
+# builds once (with `--dist loadgroup`, the quick run in the README, its tests stay together)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("calibration")]
 
 SDS, NS = (0.3, 1.0, 2.0), (2, 3)
 STUDIES = DEFAULT_RULES["calibration"]["studies"]

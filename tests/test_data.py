@@ -297,6 +297,7 @@ def test_load_missing_file(tmp_path):
         data.load(tmp_path / "absent.npz")
 
 
+@pytest.mark.slow  # decodes the 60,000 images of the mirror: about 10 s
 def test_real_mirror(tmp_path, mirror):
     start = time.perf_counter()
     manifest, _ = prepare(tmp_path, mirror, source_label=str(mirror))

@@ -15,6 +15,10 @@ from cnnopt.common.runs import read_runs, shown_run
 from cnnopt.figures import draw as figs
 from cnnopt.judge import aggregate as agg
 
+# one worker builds this file's module fixtures (the fake study and its figures) once: with
+# `--dist loadgroup` (the quick run in the README) its tests stay together
+pytestmark = pytest.mark.xdist_group("figures")
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamax")
 

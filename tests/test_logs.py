@@ -2,11 +2,14 @@
 
 Each test runs a script in a child process that sets up a rule log the way
 workflow/scripts/train.py does (logs.setup, gpus.claim, runtime.configure) and reads the log
-file it leaves; the frameworks are real, nothing is mocked.
+file it leaves; the frameworks are real, nothing is mocked. Two real trainings in one child
+also show what tracking does to a job: off, it imports nothing; to a store that does not
+answer, it is one warning line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,9 +17,14 @@ import sys
 import textwrap
 
 import pytest
+from datasets import tiny_spec, write_arrays
 from workflow_helpers import ROOT
 
 from cnnopt.common import gpus
+
+# one worker builds this file's module fixtures (the trainings in a child process) once: with
+# `--dist loadgroup` (the quick run in the README) its tests stay together
+pytestmark = pytest.mark.xdist_group("logs")
 
 LIB = ROOT / "workflow" / "lib"
 # a line that begins like an error: absl's "E0000 ..."/"F1202 ...", "ERROR...", a traceback,
@@ -56,23 +64,47 @@ def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if ERROR_LINE.match(line)]
 
 
-def test_a_training_without_a_gpu_logs_its_device_and_no_error_line(tmp_path):
-    proc, log = run_script(tmp_path, """
-        with gpus.claim(GPU):
-            runtime.configure(1)
-            import keras
-            import numpy as np
+TRAINING = """
+import json
+from pathlib import Path
 
-            model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3),
-                                      keras.layers.Flatten(), keras.layers.Dense(10)])
-            model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            rng = np.random.default_rng(0)
-            model.fit(rng.random((4, 8, 8, 3), dtype="float32"), rng.integers(0, 10, 4),
-                      batch_size=4, epochs=1, verbose=0)
-            warnings.warn("real warning")
-        log.info("done")
-    """)
+with gpus.claim(GPU):
+    runtime.configure(1)
+    from cnnopt.train.loop import train
+
+    spec, out = json.loads({spec!r}), Path({out!r})
+
+    def outputs(name):
+        return {{n: out / name / f"{{n}}.out" for n in ("history", "metrics", "spec")}} | {{
+            "model": out / name / "model.keras"}}
+
+    train(spec, Path({arrays!r}), outputs("off"), tensorboard=out / "tb")
+    print("mlflow imported:", "mlflow" in sys.modules, flush=True)
+    warnings.warn("real warning")
+    train(spec, Path({arrays!r}), outputs("unreachable"),
+          tracking={{"mlflow": "http://127.0.0.1:9"}})
+log.info("done")
+"""
+
+
+@pytest.fixture(scope="module")
+def trainings(tmp_path_factory):
+    """Two real trainings in one child process set up as workflow/scripts/train.py sets up a
+    job: the first with tracking off, the second tracked to a store that does not answer (no
+    server on port 9). Returns the process and its rule log."""
+    tmp = tmp_path_factory.mktemp("trainings")
+    arrays = write_arrays(tmp / "arrays.npz", 20, 10, seed=3)
+    body = TRAINING.format(spec=json.dumps(tiny_spec(epochs=1)), out=str(tmp), arrays=str(arrays))
+    proc, log = run_script(tmp, body, timeout=300, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                           MLFLOW_HTTP_REQUEST_TIMEOUT="2")
     assert proc.returncode == 0, log + proc.stderr
+    assert (tmp / "unreachable" / "metrics.out").exists()  # the tracked training went through
+    return proc, log
+
+
+@pytest.mark.slow  # the trainings fixture: a child process that imports TensorFlow
+def test_a_training_without_a_gpu_logs_its_device_and_no_error_line(trainings):
+    proc, log = trainings
     assert log.rstrip().endswith("done"), log  # the run went through
     devices = [line for line in log.splitlines() if " device: " in line]
     assert len(devices) == 1 and devices[0].endswith(
@@ -82,6 +114,18 @@ def test_a_training_without_a_gpu_logs_its_device_and_no_error_line(tmp_path):
     # what reaches the terminal (Snakemake's, SLURM's output file) is as quiet
     assert error_lines(proc.stderr) == [], proc.stderr
     assert "UserWarning: real warning" in proc.stderr
+
+
+@pytest.mark.slow
+def test_tracking_off_imports_no_mlflow_and_an_unreachable_store_is_one_warning(trainings):
+    """Without a URI nothing imports mlflow; with a store that does not answer the training
+    says so in one warning line and succeeds. (Without mlflow installed that line says so
+    instead.)"""
+    proc, log = trainings
+    assert "mlflow imported: False" in proc.stdout
+    lines = [line for line in log.splitlines() if "mlflow" in line.lower()]
+    assert len(lines) == 1, lines
+    assert " WARNING cnnopt.common.tracking: MLflow tracking at http://127.0.0.1:9 is off" in lines[0]
 
 
 WRITE_TO_FD2 = """

@@ -22,6 +22,10 @@ from cnnopt.report import formatting
 from cnnopt.report import html as report
 from cnnopt.report import tables as report_tables
 
+# one worker builds this file's module fixtures (the fake study, its tables and figures) once: with
+# `--dist loadgroup` (the quick run in the README) its tests stay together
+pytestmark = pytest.mark.xdist_group("report")
+
 TEMPLATE = ROOT / "report" / "template.html.j2"
 DEVIATIONS = ROOT / "workflow" / "lib" / "cnnopt" / "report" / "deviations.yaml"
 HOSTILE_CLASSES = fakeruns.CLASS_NAMES[:9] + [fakeruns.HOSTILE]

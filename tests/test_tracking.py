@@ -7,20 +7,17 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from datasets import write_arrays
+from datasets import tiny_spec, write_arrays
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnopt.common import files, tracking
 from cnnopt.common.errors import Interrupted
-from cnnopt.config import grid, schema
 from cnnopt.evaluate.scoring import evaluate
 from cnnopt.train.loop import train
 from cnnopt.train.share import share
@@ -31,19 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def arrays(tmp_path_factory):
-    return write_arrays(tmp_path_factory.mktemp("data") / "arrays.npz", 100, 10, seed=3)
-
-
-def spec_for(epochs: int, variant: str = "initial") -> dict:
-    cfg = schema.validate({
-        "validation_size": 50,
-        "defaults": {"epochs": epochs, "batch_size": 32,
-                     "model": {"filters": [8, 16], "dense": [16]}},
-        "optimizers": {"sgd": {"learning_rate": 0.05, "momentum": 0.9}},
-        "variants": {variant: {"role": "initial"}},
-        "grid": [{"optimizers": ["sgd"], "variants": [variant]}],
-    })
-    return grid.run_spec(cfg, "sgd", variant, 0)
+    return write_arrays(tmp_path_factory.mktemp("data") / "arrays.npz", 20, 10, seed=3)
 
 
 def outputs_in(folder: Path) -> dict:
@@ -109,7 +94,7 @@ def stopped(spec, arrays, folder: Path, **kwargs) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained(arrays, tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
-    spec = spec_for(epochs=3)
+    spec = tiny_spec(epochs=3)
     train(spec, arrays, outputs_in(folder), tensorboard=folder / "tb")
     return spec, folder
 
@@ -141,7 +126,7 @@ def test_a_shared_run_writes_its_own_event_files_from_the_copied_history(trained
 
 
 def test_a_stopped_and_resumed_training_continues_its_curves_without_duplicates(arrays, tmp_path):
-    spec = spec_for(epochs=5)
+    spec = tiny_spec(epochs=5)
     board = tmp_path / "tb"
     saved = stopped(spec, arrays, tmp_path, tensorboard=board)
     assert 2 <= len(saved) < 5
@@ -185,7 +170,7 @@ def test_mlflow_logs_a_retried_training_and_its_evaluation_as_one_run(arrays, tm
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     settings = {"mlflow": store, "configfiles": ["config/smoke.yaml"]}
-    spec = spec_for(epochs=5)
+    spec = tiny_spec(epochs=5)
     client = mlflow.tracking.MlflowClient(store)
     saved = stopped(spec, arrays, tmp_path, tracking=settings)
 
@@ -229,43 +214,3 @@ def test_mlflow_logs_a_retried_training_and_its_evaluation_as_one_run(arrays, tm
     newest = runs[0].info.run_id
     assert [s for s, _ in _mlflow_metric_steps(client, newest, "loss")] == [1, 2, 3, 4, 5]
     assert len(mlflow.search_runs(experiment_names=["cnnopt"], output_format="list")) == 2
-
-
-DRIVER = """
-import json, sys
-sys.path.insert(0, {lib!r})
-from pathlib import Path
-from cnnopt.common import logs, runtime
-logs.setup({log!r})
-runtime.configure(1)
-from cnnopt.train.loop import train
-spec = json.loads({spec!r})
-out = Path({out!r})
-def outputs(name):
-    return {{n: out / name / f"{{n}}.out" for n in ("history", "metrics", "spec")}} | {{
-        "model": out / name / "model.keras"}}
-train(spec, Path({arrays!r}), outputs("off"), tensorboard=out / "tb")
-print("mlflow imported:", "mlflow" in sys.modules, flush=True)
-train(spec, Path({arrays!r}), outputs("unreachable"),
-      tracking={{"mlflow": "http://127.0.0.1:9"}})
-"""
-
-
-@pytest.mark.slow  # two trainings in child processes, one waiting out the unreachable store
-def test_tracking_off_imports_no_mlflow_and_an_unreachable_store_is_one_warning(arrays, tmp_path):
-    """Without a URI nothing imports mlflow; with a store that does not answer (no server on
-    port 9) the training says so in one warning line and succeeds. (Without mlflow installed
-    that line says so instead.)"""
-    log = tmp_path / "train.log"
-    script = DRIVER.format(lib=str(ROOT / "workflow" / "lib"), log=str(log), out=str(tmp_path),
-                           spec=json.dumps(spec_for(epochs=1)), arrays=str(arrays))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
-               MLFLOW_HTTP_REQUEST_TIMEOUT="2")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env=env)
-    assert done.returncode == 0, log.read_text()[-3000:]
-    assert "mlflow imported: False" in done.stdout
-    assert (tmp_path / "unreachable" / "metrics.out").exists()
-    lines = [line for line in log.read_text().splitlines() if "mlflow" in line.lower()]
-    assert len(lines) == 1, lines
-    assert " WARNING cnnopt.common.tracking: MLflow tracking at http://127.0.0.1:9 is off" in lines[0]

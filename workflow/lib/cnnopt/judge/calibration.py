@@ -21,7 +21,6 @@ with ``n`` seeds per arm, in one stratum. Two kinds of study (``numpy``, seeded)
 
 from __future__ import annotations
 
-import gc
 import math
 from concurrent.futures import ProcessPoolExecutor
 
@@ -118,13 +117,9 @@ def _run(job) -> pd.DataFrame:
     kind, sd, n, studies, seed, rules, arg = job
     claims, means = error_layout(arg) if kind == "errors" else power_layout(arg)
     rng = np.random.default_rng([seed, n, int(round(sd * 1000)), 0 if kind == "errors" else 1])
-    gc.freeze()  # statsmodels' Holm calls gc.collect(): keep it from walking every module
-    try:
-        verdicts = [decide.judge(claims, simulate_runs(rng, means, n, sd), rules=rules,
-                                 scale="paper", with_power=False)["verdict"].to_numpy()
-                    for _ in range(studies)]
-    finally:
-        gc.unfreeze()
+    verdicts = [decide.judge(claims, simulate_runs(rng, means, n, sd), rules=rules,
+                             scale="paper", with_power=False)["verdict"].to_numpy()
+                for _ in range(studies)]
     out = pd.DataFrame(np.array(verdicts), columns=[c["id"] for c in claims])
     long = out.melt(var_name="id", value_name="verdict")
     info = pd.DataFrame([{"id": c["id"], "family": c["family"], "kind": c["kind"],

@@ -29,6 +29,7 @@ worded with that budget ("contradicted at 8 epochs").
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass, field
 
@@ -40,7 +41,7 @@ from statsmodels.stats.multitest import multipletests
 from cnnopt.common.errors import CnnoptError
 from cnnopt.judge import model, power
 from cnnopt.judge.claims import arms, pairs, with_defaults
-from cnnopt.judge.metrics import METRICS, measure
+from cnnopt.judge.metrics import METRICS, measure, measure_columns
 from cnnopt.judge.verdicts import (
     CONTRADICTED,
     FAMILIES,
@@ -90,16 +91,18 @@ class _Study:
     """The measured runs of one judging as arrays per arm (sorted by seed), and the model
     fits (cached per metric, strata and form)."""
 
-    def __init__(self, measured: pd.DataFrame, rules: dict, predictions: dict):
+    def __init__(self, measured: dict[str, np.ndarray], rules: dict, predictions: dict):
         self.rules = rules
         self.alpha = 1 - rules["confidence"]
         self.predictions = predictions or {}
-        self.cols = {c: measured[c].to_numpy() for c in measured.columns}
-        order = np.argsort(self.cols["seed"], kind="stable")
-        codes, names = pd.factorize(self.cols["arm"][order], sort=False)
-        self._arms = {name: {c: v[order][codes == i] for c, v in self.cols.items()}
+        self.cols = measured
+        codes, names = pd.factorize(measured["arm"], sort=False)
+        order = np.lexsort((measured["seed"], codes))  # by arm, then seed (stable)
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        by_arm = {c: v[order] for c, v in measured.items()}
+        self._arms = {name: {c: v[bounds[i]:bounds[i + 1]] for c, v in by_arm.items()}
                       for i, name in enumerate(names)}
-        self._empty = {c: v[:0] for c, v in self.cols.items()}
+        self._empty = {c: v[:0] for c, v in measured.items()}
         self._fits: dict = {}
 
     def runs(self, arm: str) -> dict[str, np.ndarray]:
@@ -328,6 +331,18 @@ def _power(study: _Study, t: Test, family_size: int) -> tuple[float, int | None]
 
 
 # ---------------------------------------------------------------- claims
+def holm(pvalues: list[float], alpha: float) -> np.ndarray:
+    """Holm's step-down adjusted p-values (``statsmodels``' ``multipletests``). Its Holm branch
+    ends with ``gc.collect()``, a walk over every object of the process: a quarter of a second
+    once TensorFlow is imported, per family. The heap is frozen around the call, so that the
+    walk sees only the objects the call made."""
+    gc.freeze()
+    try:
+        return multipletests(pvalues, alpha=alpha, method="holm")[1]
+    finally:
+        gc.unfreeze()
+
+
 def _budget(runs: dict) -> str:
     epochs = sorted({int(e) for e in runs["epochs"].astype(float) if math.isfinite(e)})
     return ", ".join(map(str, epochs)) + " epochs" if epochs else "unknown epochs"
@@ -410,7 +425,7 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = Non
         raise CnnoptError(f"the runs table lacks column(s) {', '.join(missing)} to judge the claims")
     rules = merged(rules)
     claims = [with_defaults(c) for c in claims]
-    study = _Study(measure(runs, rules, scale), rules, predictions)
+    study = _Study(measure_columns(runs, rules, scale), rules, predictions)
     tests = {c["id"]: ([_value_test(study, c)] if c["kind"] == "value"
                        else [_pair_test(study, c, a, b) for a, b in pairs(c)]) for c in claims}
     sizes = {}
@@ -419,7 +434,7 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = Non
                    if t.status == "ok" and math.isfinite(t.p)]
         sizes[family] = len(members)
         if members:
-            adjusted = multipletests([t.p for t in members], alpha=study.alpha, method="holm")[1]
+            adjusted = holm([t.p for t in members], study.alpha)
             for t, p in zip(members, adjusted, strict=True):
                 t.p_adj = float(p)
     for c in claims:

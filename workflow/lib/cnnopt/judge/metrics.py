@@ -58,6 +58,11 @@ def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
 def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataFrame:
     """One row per run: run_id, arm, seed, role, stratum, epochs, at_scale, diverged,
     still_rising, censored (never reached the target) and every metric of ``METRICS``."""
+    return pd.DataFrame(measure_columns(runs, rules, scale))
+
+
+def measure_columns(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> dict[str, np.ndarray]:
+    """``measure``'s columns as arrays of one length (what the judges index per arm)."""
     role = runs["role"].astype(str).to_numpy()
     last, best = _num(runs, "test_accuracy"), _num(runs, "test_accuracy_best")
     wants_best = np.isin(role, list(rules["best_model_roles"])) & np.isfinite(best)
@@ -73,12 +78,12 @@ def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataF
                         (epochs >= paper_epochs) & full_data)
     diverged = runs["diverged"].fillna(False).astype(bool).to_numpy()
     kept = np.where(diverged, math.nan, 1.0)  # NaN out what a diverged run measured
-    out = pd.DataFrame({
+    return {
         "run_id": runs["run_id"].astype(str).to_numpy(),
         "arm": (runs["optimizer"].astype(str) + "/" + runs["variant"].astype(str)).to_numpy(),
         "seed": pd.to_numeric(runs["seed"], errors="coerce").to_numpy(float),
         "role": role,
-        "stratum": [stratum_of(r, rules["strata"]) for r in role],
+        "stratum": np.array([stratum_of(r, rules["strata"]) for r in role], dtype=object),
         "epochs": epochs,
         "at_scale": at_scale.astype(bool),
         "diverged": diverged,
@@ -92,5 +97,4 @@ def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataF
         "gap": _num(runs, "gap") * kept,
         "val_accuracy_volatility": _num(runs, "val_accuracy_volatility") * kept,
         "val_loss_volatility": _num(runs, "val_loss_volatility") * kept,
-    })
-    return out
+    }
