@@ -10,6 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+# Under pytest-xdist (-n N) the N workers share the cores: one thread per framework pool in
+# each (set before TensorFlow is imported), as ``runtime.configure(1)`` gives a one-thread job.
+# Without it every worker's TensorFlow spins a pool the size of the machine.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                 "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 
 def pytest_collection_modifyitems(items):
     """A test that takes the mirror fixture is marked ``mirror`` (markers: pyproject.toml).

@@ -98,7 +98,7 @@ def test_power_grows_with_the_effect_and_is_printed(table, capsys):
 
 def test_simulated_runs_are_seeded_and_carry_per_image_noise():
     means = {"a/final": 75.0, "b/final": 80.0}
-    make = lambda seed: calibration.simulate_runs(np.random.default_rng(seed), means, 3, 1.0)  # noqa: E731
+    make = lambda seed: pd.DataFrame(calibration.simulate_runs(np.random.default_rng(seed), means, 3, 1.0))  # noqa: E731
     pd.testing.assert_frame_equal(make(5), make(5))
     assert not make(5)["test_accuracy"].equals(make(6)["test_accuracy"])
     # hits on 10,000 images: every accuracy is a multiple of 0.01 points
@@ -106,7 +106,7 @@ def test_simulated_runs_are_seeded_and_carry_per_image_noise():
     assert np.allclose(np.round(acc * 100), acc * 100)
     # the spread over many studies: seed sd 1, shared seed effect 0.5, test noise ~0.43
     many = np.array([calibration.simulate_runs(np.random.default_rng(k), {"a/final": 75.0}, 1, 1.0)
-                     ["test_accuracy"].iloc[0] for k in range(3000)])
+                     ["test_accuracy"][0] for k in range(3000)])
     assert many.std() == pytest.approx(np.sqrt(1 + 0.25 + 1e4 * 0.75 * 0.25 / 1e4), rel=0.08)
 
 

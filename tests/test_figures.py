@@ -158,7 +158,9 @@ def test_unknown_best_run_is_an_error(outputs, tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps(summary))
     named = {n: tmp_path / f"{n}.png" for n in figs.FIGURES}
     with pytest.raises(CnnoptError, match="nadam-final-s0"):
-        figs.make_all(outputs["dirs"], t / "table1.csv", tmp_path / "summary.json", named, {})
+        figs.make_all(outputs["dirs"], t / "table1.csv", tmp_path / "summary.json", named,
+                      {"adam": tmp_path / "optimizer_adam.png"})
+    assert not list(tmp_path.glob("*.png"))  # found before anything is drawn
 
 
 def test_unknown_optimizer_figure_is_an_error(outputs, tmp_path):
@@ -166,8 +168,8 @@ def test_unknown_optimizer_figure_is_an_error(outputs, tmp_path):
     named = {n: tmp_path / f"{n}.png" for n in figs.FIGURES}
     with pytest.raises(CnnoptError, match="nadam"):
         figs.make_all(outputs["dirs"], t / "table1.csv", t / "summary.json", named,
-                      {"nadam": tmp_path / "optimizer_nadam.png"})
-    assert not (tmp_path / "optimizer_nadam.png").exists()
+                      {"adam": tmp_path / "optimizer_adam.png", "nadam": tmp_path / "optimizer_nadam.png"})
+    assert not list(tmp_path.glob("*.png"))
 
 
 def test_figure_names():

@@ -265,22 +265,24 @@ def make_all(run_dirs, table1_csv, summary_json, outputs: dict, optimizer_output
     if missing:
         raise CnnoptError(f"no output path given for figure(s): {', '.join(missing)}")
     runs = read_runs(run_dirs)
-    colors = palette(runs.table["optimizer"])
-    written = []
-    for opt, path in optimizer_outputs.items():
-        shown = shown_run(runs.table, opt)
-        if shown is None:
+    # every run to show is found before any figure is drawn: a bad input writes nothing
+    shown = {}
+    for opt in optimizer_outputs:
+        shown[opt] = shown_run(runs.table, opt)
+        if shown[opt] is None:
             raise CnnoptError(f"no run with role 'final' for optimizer '{opt}' to plot")
-        written.append(optimizer_curves(runs[shown], path, colors[opt]))
+    best = (files.read_json(summary_json).get("best") or {}).get("run_id")
+    if best is not None and best not in runs:
+        raise CnnoptError(f"{summary_json}: best run '{best}' is not among the run folders given")
+    colors = palette(runs.table["optimizer"])
+    written = [optimizer_curves(runs[shown[opt]], path, colors[opt])
+               for opt, path in optimizer_outputs.items()]
     written.append(val_accuracy_vs_epoch(runs, outputs["val_accuracy_vs_epoch"]))
     written.append(val_accuracy_vs_seconds(runs, outputs["val_accuracy_vs_seconds"]))
     written.append(final_accuracy(table1_csv, outputs["final_accuracy"], colors))
     written.append(lr_schedules(runs, outputs["lr_schedules"]))
-    best = (files.read_json(summary_json).get("best") or {}).get("run_id")
     if best is None:
         written.append(placeholder(outputs["confusion_best"], "Every run diverged: no confusion matrix."))
-    elif best not in runs:
-        raise CnnoptError(f"{summary_json}: best run '{best}' is not among the run folders given")
     else:
         written.append(confusion_matrix(runs[best], outputs["confusion_best"]))
     return written

@@ -1,6 +1,6 @@
 """How far to trust the verdicts: the decision rules' error rates and power, simulated.
 
-Each simulated study runs ``decide.judge`` itself (the very rules of the claims table) on
+Each simulated study runs ``decide.judge``'s rules (``decide.verdicts``: the claims table's) on
 synthetic runs whose truth is known. A run's test accuracy is
 
     true mean of its arm + seed effect (shared by every arm, sd / 2) + the run's own seed
@@ -75,21 +75,26 @@ def power_layout(effects) -> tuple[list[dict], dict[str, float]]:
 
 
 def simulate_runs(rng: np.random.Generator, means: dict[str, float], n: int, sd: float,
-                  n_test: int = 10_000) -> pd.DataFrame:
-    """One synthetic study: a runs table (the columns ``decide.judge`` reads)."""
+                  n_test: int = 10_000) -> dict[str, np.ndarray]:
+    """One synthetic study: the columns of a runs table that ``decide.judge`` reads, as arrays
+    (``pd.DataFrame`` of it is the table)."""
     arms = list(means)
     seed_effect = rng.normal(0, sd / 2, size=n)
     true = np.array([means[a] for a in arms])[:, None] + seed_effect[None, :] \
         + rng.normal(0, sd, size=(len(arms), n))
     hits = rng.binomial(n_test, np.clip(true / 100, 0, 1))
     acc = (100 * hits / n_test).ravel()
-    opt = np.repeat([a.split("/")[0] for a in arms], n)
-    return pd.DataFrame({
-        "run_id": [f"{o}-s{s}" for o, s in zip(opt, np.tile(np.arange(n), len(arms)), strict=True)],
-        "optimizer": opt, "variant": "final", "seed": np.tile(np.arange(n), len(arms)),
-        "role": "final", "test_accuracy": acc, "test_accuracy_best": acc, "diverged": False,
-        "epochs": 45, "epochs_run": 45, "max_train_images": None, "still_rising": False,
-    })
+    opt = np.repeat([a.split("/")[0] for a in arms], n).astype(object)
+    seed = np.tile(np.arange(n), len(arms))
+    size = len(acc)
+    return {
+        "run_id": np.array([f"{o}-s{s}" for o, s in zip(opt, seed, strict=True)], dtype=object),
+        "optimizer": opt, "variant": np.full(size, "final", dtype=object), "seed": seed,
+        "role": np.full(size, "final", dtype=object), "test_accuracy": acc,
+        "test_accuracy_best": acc, "diverged": np.zeros(size, bool), "epochs": np.full(size, 45),
+        "epochs_run": np.full(size, 45), "max_train_images": np.full(size, None, dtype=object),
+        "still_rising": np.zeros(size, bool),
+    }
 
 
 def _truth(claim: dict, means: dict[str, float]) -> str:
@@ -117,8 +122,7 @@ def _run(job) -> pd.DataFrame:
     kind, sd, n, studies, seed, rules, arg = job
     claims, means = error_layout(arg) if kind == "errors" else power_layout(arg)
     rng = np.random.default_rng([seed, n, int(round(sd * 1000)), 0 if kind == "errors" else 1])
-    verdicts = [decide.judge(claims, simulate_runs(rng, means, n, sd), rules=rules,
-                             scale="paper", with_power=False)["verdict"].to_numpy()
+    verdicts = [decide.verdicts(claims, simulate_runs(rng, means, n, sd), rules=rules, scale="paper")
                 for _ in range(studies)]
     out = pd.DataFrame(np.array(verdicts), columns=[c["id"] for c in claims])
     long = out.melt(var_name="id", value_name="verdict")

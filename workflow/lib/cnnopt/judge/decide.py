@@ -41,7 +41,7 @@ from statsmodels.stats.multitest import multipletests
 from cnnopt.common.errors import CnnoptError
 from cnnopt.judge import model, power
 from cnnopt.judge.claims import arms, pairs, with_defaults
-from cnnopt.judge.metrics import METRICS, measure, measure_columns
+from cnnopt.judge.metrics import METRICS, columns_of, measure, measure_columns
 from cnnopt.judge.verdicts import (
     CONTRADICTED,
     FAMILIES,
@@ -418,9 +418,27 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = Non
     accuracies in %); ``predictions`` maps (run id, "last" or "best") to the (labels,
     predictions) arrays of the test set (the McNemar column); ``rules`` is the config's
     ``verdicts`` block; ``scale`` the config's, for roles without a paper budget. Without
-    ``with_power`` the power columns are left empty (the simulations need only the verdicts).
+    ``with_power`` the power columns are left empty.
     """
-    missing = [c for c in RUN_COLUMNS if c not in runs.columns]
+    frame = pd.DataFrame(_rows(claims, runs, predictions, rules, scale, with_power),
+                         columns=COLUMNS)
+    frame["seeds_to_decide"] = frame["seeds_to_decide"].astype("Int64")
+    frame["n"] = pd.to_numeric(frame["n"], errors="coerce").astype("Int64")
+    return frame
+
+
+def verdicts(claims: list[dict], runs, rules: dict | None = None,
+             scale: str = "reduced") -> list[str]:
+    """The verdict of each claim, as ``judge`` gives it without power, without building the
+    claims table: what the simulations of ``judge.calibration`` count. ``runs`` as ``judge``'s,
+    or a mapping of its columns to arrays (``metrics.columns_of``)."""
+    return [row["verdict"] for row in _rows(claims, runs, None, rules, scale, False)]
+
+
+def _rows(claims, runs, predictions, rules, scale, with_power) -> list[dict]:
+    """``judge``'s rows, one dict per claim."""
+    runs = columns_of(runs)
+    missing = [c for c in RUN_COLUMNS if c not in runs]
     if missing:
         raise CnnoptError(f"the runs table lacks column(s) {', '.join(missing)} to judge the claims")
     rules = merged(rules)
@@ -451,10 +469,7 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = Non
         if claim["kind"] == "greater" and claim["metric"] == "accuracy" \
                 and claim["a"] in reported and claim["b"] in reported:
             row["paper"] = reported[claim["a"]] - reported[claim["b"]]
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame["seeds_to_decide"] = frame["seeds_to_decide"].astype("Int64")
-    frame["n"] = pd.to_numeric(frame["n"], errors="coerce").astype("Int64")
-    return frame
+    return rows
 
 
 def strata(runs: pd.DataFrame, rules: dict | None = None, scale: str = "reduced") -> pd.DataFrame:

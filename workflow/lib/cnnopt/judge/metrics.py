@@ -49,10 +49,43 @@ def stratum_of(role: str, strata: dict) -> str:
     return str(role)
 
 
-def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        return np.full(len(frame), math.nan)
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
+def columns_of(runs) -> dict[str, np.ndarray]:
+    """The per-run table as one array per column: a DataFrame (``runs.read_runs``) or a mapping
+    of column names to sequences of one length (``calibration.simulate_runs``)."""
+    if isinstance(runs, pd.DataFrame):
+        return {c: runs[c].to_numpy() for c in runs.columns}
+    return {c: np.asarray(v) for c, v in runs.items()}
+
+
+def _length(cols: dict) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
+
+
+def _num(cols: dict, column: str) -> np.ndarray:
+    """A numeric column as floats (missing or unparsable: NaN)."""
+    if column not in cols:
+        return np.full(_length(cols), math.nan)
+    values = cols[column]
+    if values.dtype.kind in "biuf":
+        return values.astype(float)
+    return pd.to_numeric(values, errors="coerce").astype(float)
+
+
+def _flag(cols: dict, column: str) -> np.ndarray:
+    """A yes/no column as bools (missing column or value: no)."""
+    if column not in cols:
+        return np.zeros(_length(cols), bool)
+    values = cols[column]
+    if values.dtype == bool:
+        return values
+    out = np.zeros(len(values), bool)
+    known = ~pd.isna(values)
+    out[known] = values[known].astype(bool)
+    return out
+
+
+def _text(cols: dict, column: str) -> np.ndarray:
+    return cols[column].astype(str).astype(object)
 
 
 def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataFrame:
@@ -61,40 +94,42 @@ def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataF
     return pd.DataFrame(measure_columns(runs, rules, scale))
 
 
-def measure_columns(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> dict[str, np.ndarray]:
-    """``measure``'s columns as arrays of one length (what the judges index per arm)."""
-    role = runs["role"].astype(str).to_numpy()
-    last, best = _num(runs, "test_accuracy"), _num(runs, "test_accuracy_best")
+def measure_columns(runs, rules: dict, scale: str = "reduced") -> dict[str, np.ndarray]:
+    """``measure``'s columns as arrays of one length (what the judges index per arm); ``runs``
+    as ``columns_of`` takes it."""
+    cols = columns_of(runs)
+    role = _text(cols, "role")
+    last, best = _num(cols, "test_accuracy"), _num(cols, "test_accuracy_best")
     wants_best = np.isin(role, list(rules["best_model_roles"])) & np.isfinite(best)
-    epochs = _num(runs, "epochs")
-    epochs_run = _num(runs, "epochs_run")
-    reached = (runs["reached_target"].fillna(False).astype(bool).to_numpy()
-               if "reached_target" in runs else np.isfinite(_num(runs, "epochs_to_target")))
-    per_epoch = _num(runs, "train_seconds") / np.where(epochs_run > 0, epochs_run, math.nan)
+    epochs = _num(cols, "epochs")
+    epochs_run = _num(cols, "epochs_run")
+    reached = (_flag(cols, "reached_target") if "reached_target" in cols
+               else np.isfinite(_num(cols, "epochs_to_target")))
+    per_epoch = _num(cols, "train_seconds") / np.where(epochs_run > 0, epochs_run, math.nan)
     paper_epochs = np.array([rules["paper_epochs"].get(r, math.nan) for r in role], float)
-    full_data = (runs["max_train_images"].isna().to_numpy() if "max_train_images" in runs
-                 else np.ones(len(runs), bool))
+    full_data = (pd.isna(cols["max_train_images"]) if "max_train_images" in cols
+                 else np.ones(len(role), bool))
     at_scale = np.where(np.isnan(paper_epochs), scale == "paper",
                         (epochs >= paper_epochs) & full_data)
-    diverged = runs["diverged"].fillna(False).astype(bool).to_numpy()
+    diverged = _flag(cols, "diverged")
     kept = np.where(diverged, math.nan, 1.0)  # NaN out what a diverged run measured
     return {
-        "run_id": runs["run_id"].astype(str).to_numpy(),
-        "arm": (runs["optimizer"].astype(str) + "/" + runs["variant"].astype(str)).to_numpy(),
-        "seed": pd.to_numeric(runs["seed"], errors="coerce").to_numpy(float),
+        "run_id": _text(cols, "run_id"),
+        "arm": np.array([f"{o}/{v}" for o, v in zip(_text(cols, "optimizer"), _text(cols, "variant"),
+                                                     strict=True)], dtype=object),
+        "seed": _num(cols, "seed"),
         "role": role,
         "stratum": np.array([stratum_of(r, rules["strata"]) for r in role], dtype=object),
         "epochs": epochs,
         "at_scale": at_scale.astype(bool),
         "diverged": diverged,
-        "still_rising": (runs["still_rising"].fillna(False).astype(bool).to_numpy()
-                         if "still_rising" in runs else np.zeros(len(runs), bool)),
+        "still_rising": _flag(cols, "still_rising"),
         "censored": ~reached,
         "model": np.where(wants_best, "best", "last"),
         "accuracy": np.where(wants_best, best, last) * kept,
-        "epochs_to_target": np.where(reached, _num(runs, "epochs_to_target"), epochs),
-        "seconds_to_target": np.where(reached, _num(runs, "seconds_to_target"), per_epoch * epochs),
-        "gap": _num(runs, "gap") * kept,
-        "val_accuracy_volatility": _num(runs, "val_accuracy_volatility") * kept,
-        "val_loss_volatility": _num(runs, "val_loss_volatility") * kept,
+        "epochs_to_target": np.where(reached, _num(cols, "epochs_to_target"), epochs),
+        "seconds_to_target": np.where(reached, _num(cols, "seconds_to_target"), per_epoch * epochs),
+        "gap": _num(cols, "gap") * kept,
+        "val_accuracy_volatility": _num(cols, "val_accuracy_volatility") * kept,
+        "val_loss_volatility": _num(cols, "val_loss_volatility") * kept,
     }
