@@ -1,13 +1,7 @@
-"""The bench: how fast the library trains and what the workflow adds (see BENCHMARKS.md).
-
-    .venv/bin/python bench/run.py              # train, dag, flops, parallel (~10 min, 2 cores)
-    .venv/bin/python bench/run.py --fast       # + the fast recipe through the workflow (long)
-    .venv/bin/python bench/run.py --backends   # + TensorFlow / XLA / JAX / PyTorch
-    .venv/bin/python bench/run.py --quick      # the same code paths on tiny sizes
-
-Prints a markdown table and writes it, and every number with its provenance, to results/bench/
-(bench.md and bench.json; --quick: quick.*). The Keras measurements run in fresh
-``bench/worker.py`` processes, the workflow ones in a scratch copy of the workflow.
+"""The bench: how fast the library trains and what the workflow adds (BENCHMARKS.md says what
+each part measures and how to run it). The Keras measurements run in fresh ``bench/worker.py``
+processes, the workflow ones in a scratch copy of the workflow; the table and every number
+with its provenance go to results/bench/.
 """
 
 from __future__ import annotations
@@ -23,7 +17,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -294,28 +287,18 @@ def main(argv=None) -> int:
                 log(f"failed: {exc}")
                 r.setdefault("errors", {})["+".join(sorted(names & parts))] = str(exc)[-6000:]
 
-    def workflow_parts():
+    try:
+        part({"train", "flops", "parallel"}, measure_keras, parts, args.quick, args.threads, tmp)
+        part({"backends"}, lambda: {"backends": measure_backends(args.quick, args.threads)})
         if {"dag", "fast"} & parts:
             try:
                 wf = scratch_workflow(tmp / "workflow", args.quick)
             except OSError as exc:
-                r.setdefault("errors", {})["workflow"] = str(exc)
-                return
+                raise SystemExit(f"bench: cannot copy the workflow to {tmp}: {exc}") from None
             source = wf / "images" if args.quick else args.data or (MIRROR if MIRROR.is_file() else None)
             data = [f"data_source={Path(source).resolve()}"] if source else []
             part({"dag"}, lambda: {"dag": measure_dag(wf, args.quick, data, args.threads)})
             part({"fast"}, lambda: {"fast": measure_fast(wf, args.quick, data, args.threads, seeds)})
-
-    flow = threading.Thread(target=workflow_parts)  # quick: the workflow runs beside the workers
-    try:
-        if args.quick:
-            flow.start()
-        part({"train", "flops", "parallel"}, measure_keras, parts, args.quick, args.threads, tmp)
-        part({"backends"}, lambda: {"backends": measure_backends(args.quick, args.threads)})
-        if args.quick:
-            flow.join()
-        else:
-            workflow_parts()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     r["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

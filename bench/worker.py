@@ -4,7 +4,7 @@
 
 Runs the tasks in order on ``threads`` threads (backend: ``KERAS_BACKEND``) and prints their
 results as one JSON list, the last line of its output. Modes: the functions below. The images
-are random uint8 (speed does not depend on pixel values); ``bench/flops.py`` counts FLOPs.
+are random uint8 (speed does not depend on pixel values).
 """
 
 from __future__ import annotations
@@ -27,6 +27,21 @@ def _images(n: int, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int64) % 10
+
+
+def forward_flops(model) -> int:
+    """FLOPs of one image's forward pass: 2 per multiply-add of each Conv2D and Dense layer
+    (batch norm, activations, pooling and the update are small beside them; a training step
+    is about three forward passes)."""
+    total = 0
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D":
+            _, h, w, c_out = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += 2 * h * w * c_out * kh * kw * layer.input.shape[-1] // layer.groups
+        elif type(layer).__name__ == "Dense":
+            total += 2 * layer.input.shape[-1] * layer.units
+    return int(total)
 
 
 def peak(task: dict) -> dict:
@@ -53,7 +68,6 @@ def throughput(task: dict) -> dict:
     ``go``: workers started together then measure over the same wall-clock window.
     """
     import keras
-    from flops import forward_flops
 
     from cnnopt.train import models, optimizers
 
@@ -84,7 +98,7 @@ def throughput(task: dict) -> dict:
     window = Window()
     model.fit(x, y, batch_size=batch, epochs=10_000, verbose=0, callbacks=[window])
     ips = window.batches * batch / (window.end - window.start)
-    fwd = forward_flops(model)  # training: about 3 forward passes
+    fwd = forward_flops(model)
     return {"model": task["model"], "batch": batch, "images_per_second": ips,
             "forward_flops": fwd, "training_gflops": 3 * fwd * ips / 1e9,
             "window": [window.start, window.end], "backend": keras.backend.backend(),
