@@ -307,7 +307,10 @@ def main(argv=None) -> int:
             flow.start()
         part({"train", "flops", "parallel"}, measure_keras, parts, args.quick, args.threads, tmp)
         part({"backends"}, lambda: {"backends": measure_backends(args.quick, args.threads)})
-        flow.join() if args.quick else workflow_parts()
+        if args.quick:
+            flow.join()
+        else:
+            workflow_parts()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     r["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -35,11 +35,12 @@ def forward_flops(model) -> int:
     is about three forward passes)."""
     total = 0
     for layer in model.layers:
-        if type(layer).__name__ == "Conv2D":
+        kind = type(layer).__name__
+        if kind == "Conv2D":
             _, h, w, c_out = layer.output.shape
             kh, kw = layer.kernel_size
             total += 2 * h * w * c_out * kh * kw * layer.input.shape[-1] // layer.groups
-        elif type(layer).__name__ == "Dense":
+        elif kind == "Dense":
             total += 2 * layer.input.shape[-1] * layer.units
     return int(total)
 

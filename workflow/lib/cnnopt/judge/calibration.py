@@ -1,7 +1,7 @@
 """How far to trust the verdicts: the decision rules' error rates and power, simulated.
 
-Each simulated study runs ``decide.judge``'s rules (``decide.verdicts``: the claims table's) on
-synthetic runs whose truth is known. A run's test accuracy is
+Each simulated study is judged by the claims table's own rules (``decide.verdicts``, the
+verdicts ``decide.judge`` gives) on synthetic runs whose truth is known. A run's test accuracy is
 
     true mean of its arm + seed effect (shared by every arm, sd / 2) + the run's own seed
     noise (sd) + per-image test noise (its hits on ``n_test`` images, binomial),
