@@ -7,23 +7,19 @@ from the download to the report, and the kill-and-resume test (tests/test_resume
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pandas as pd
 import pytest
 from datasets import make_canonical_python_archive
-from workflow_helpers import ROOT, config_args, copy_workflow, run_ids, snakemake
+from workflow_helpers import OTHER_BACKENDS, ROOT, config_args, copy_workflow, run_ids, snakemake
 
 pytestmark = [pytest.mark.backends, pytest.mark.dag, pytest.mark.slow]
 
 SMALL_GRID = str(ROOT / "tests" / "configs" / "small_grid.yaml")
-BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(
-    importlib.util.find_spec(b) is None, reason=f"{b} is not installed (pip install -r requirements-{b}.txt)"))
-    for b in ("jax", "torch")]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=OTHER_BACKENDS)
 def backend_run(request, tmp_path_factory):
     backend = request.param
     root = tmp_path_factory.mktemp(backend)

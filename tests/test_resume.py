@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from datasets import write_arrays
-from workflow_helpers import assert_same_weights
+from workflow_helpers import OTHER_BACKENDS, assert_same_weights
 
 from cnnopt.config import grid, schema
 
@@ -171,12 +170,6 @@ def test_a_stop_signal_saves_mid_epoch_and_the_retry_loses_no_batch(setup, twin,
     assert f"resuming from the checkpoint in epoch 3, after step {state['step']} of {steps}" in log
     assert log.count("epoch 3/4") == 1 and log.count("epoch 4/4") == 1
     assert_same_run(out, twin)
-
-
-#: The other Keras backends (requirements-jax.txt, requirements-torch.txt; CI installs both).
-OTHER_BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(
-    importlib.util.find_spec(b) is None, reason=f"{b} is not installed (pip install -r requirements-{b}.txt)"))
-    for b in ("jax", "torch")]
 
 
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -9,9 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 COPIED = ("Snakefile", "workflow", "config", "report", "envs")
+#: The other Keras backends, as test parameters that skip where one is not installed
+#: (requirements-jax.txt, requirements-torch.txt; CI installs both).
+OTHER_BACKENDS = [pytest.param(b, marks=pytest.mark.skipif(
+    importlib.util.find_spec(b) is None, reason=f"{b} is not installed (pip install -r requirements-{b}.txt)"))
+    for b in ("jax", "torch")]
 
 
 def copy_workflow(dest: Path) -> Path:
