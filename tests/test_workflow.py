@@ -322,7 +322,7 @@ def test_real_mirror_decodes_whole_and_a_subset_learns(tmp_path, mirror):
     arrays = data.load(wf / "results/data/cifar10.npz")
     loading = time.perf_counter() - start
     # a training job reads the cached arrays, not the archive: a fraction of the decoding job
-    # (both measured in this run, so that a busy machine slows both alike; idle: 0.1 s / 10 s)
+    # (both measured in this run, so that a busy machine slows both alike; idle: 0.1 s / 7.5 s)
     decoding = pd.read_csv(wf / "results/benchmarks/prepare_data.tsv", sep="\t")["s"].iloc[0]
     assert loading < 0.25 * decoding, (loading, decoding)
     assert arrays["x_train"].shape == (50000, 32, 32, 3) and arrays["x_train"].dtype == np.uint8
