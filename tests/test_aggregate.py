@@ -20,13 +20,14 @@ from cnnopt.common.registry import ROLE_ORDER
 from cnnopt.common.runs import read_runs, shown_run
 from cnnopt.judge import aggregate as agg
 from cnnopt.judge import claims as judge_claims
-from cnnopt.judge import verdicts
+from cnnopt.judge import metrics, verdicts
+from cnnopt.judge.rules import Rules
 
 # one worker builds this file's module fixtures (the fake study's tables) once: with
 # `--dist loadgroup` (the quick run in the README) its tests stay together
 pytestmark = pytest.mark.xdist_group("aggregate")
 
-VAL_TARGET = verdicts.DEFAULT_RULES["val_target"]
+VAL_TARGET = Rules.of().val_target
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ def written(run_dirs, tmp_path_factory):
 
 
 def _table(run_dirs, rules=None) -> pd.DataFrame:
-    return read_runs(run_dirs, rules).table
+    """The per-run table with its curve facts under ``rules`` (a verdicts block; None: the
+    defaults), as aggregate builds it."""
+    return metrics.with_curve_facts(read_runs(run_dirs), Rules.of(rules))
 
 
 def _best_acc(f) -> float:
@@ -153,6 +156,19 @@ def test_rules_move_the_validation_target(run_dirs, files):
         expected = _to_target(hist, 50.0)
         actual = runs.loc[run_id, "epochs_to_target"]
         assert (pd.isna(actual) if expected is None else actual == pytest.approx(expected[0])), run_id
+
+
+def test_curve_facts_are_the_judges_and_keep_the_runs_csv_columns(run_dirs, written):
+    read = read_runs(run_dirs)
+    assert not set(metrics.CURVE_COLUMNS) & set(read.table.columns)  # the reader knows no rules
+    table = metrics.with_curve_facts(read, {"val_target": 50.0})
+    assert list(table.columns) == list(pd.read_csv(written["runs"]).columns)
+    at = list(table.columns).index("final_val_accuracy")
+    assert list(table.columns)[at + 1:at + 4] == ["epochs_to_target", "seconds_to_target", "still_rising"]
+    assert list(table.columns)[-4:] == ["reached_target", "gap", "val_accuracy_volatility",
+                                        "val_loss_volatility"]
+    assert table.drop(columns=list(metrics.CURVE_COLUMNS)).equals(read.table)
+    assert table.equals(metrics.with_curve_facts(read, Rules.of({"val_target": 50.0})))
 
 
 def test_predictions_are_every_runs_labels_and_predictions(run_dirs, files):
@@ -457,7 +473,7 @@ def test_claims_are_judged_on_the_files_predictions(written, files):
 def test_claims_verdicts_on_the_fake(written, files):
     claims = pd.read_csv(written["claims"]).set_index("id")
     v = claims["verdict"]
-    # one baseline seed, but its stratum's pooled spread (the initial runs') gives a prediction
+    # one baseline seed, but its neighbours' prior (the initial runs' spread) gives a prediction
     # interval: 70.5 % is shown within 2 points of 70.71 %
     assert v["baseline"] == verdicts.REPRODUCED and "shown within ± 2" in claims.loc["baseline", "reason"]
     assert v["adjustments_sgd"] == verdicts.REPRODUCED  # +21 points on both seeds
@@ -473,12 +489,14 @@ def test_claims_verdicts_on_the_fake(written, files):
     # (paper_epochs 10): at the paper's budget, and the curve has levelled off? no: still rising
     assert v["initial_sgd"] in (verdicts.NOT_REPRODUCED, verdicts.INCONCLUSIVE)
     assert v["final_sgd"] == verdicts.INCONCLUSIVE and "below the paper's budget" in claims.loc["final_sgd", "reason"]
-    assert "left out of the model" in claims.loc["final_rmsprop", "reason"]
-    # the diverged run is left out of the model: the mean is the other seed's best model
+    assert "diverged (left out)" in claims.loc["final_rmsprop", "reason"]
+    # the diverged run is left out: the mean is the other seed's best model
     assert claims.loc["final_rmsprop", "ours"] == pytest.approx(_best_acc(files["rmsprop-final-s0"]))
     strata = pd.read_csv(written["strata"]).set_index("stratum")
     assert set(strata.index) == {"first_cycle", "adjusted"}
-    assert strata.loc["adjusted", "df_paired"] > 1  # pooled: more than one seed pair's worth
+    assert strata.loc["adjusted", "prior_df"] > 1  # the neighbours' prior: more than one arm's worth
+    assert strata.loc["adjusted", "own_sd_min"] <= strata.loc["adjusted", "own_sd_median"] \
+        <= strata.loc["adjusted", "own_sd_max"]
 
 
 def test_aggregate_passes_rules_and_scale(run_dirs, files, written, tmp_path):

@@ -82,9 +82,9 @@ LIB = ROOT / "workflow" / "lib"
 # import widens what reruns the script's jobs: pin it here on purpose, or drop the import.
 _BASE = {"common/errors.py", "common/files.py", "common/logs.py"}
 _NAMES = {"common/paper.py", "common/registry.py"}
-_RUNS = _NAMES | {"common/runs.py", "judge/verdicts.py"}
+_RUNS = _NAMES | {"common/runs.py"}  # the reader knows no decision rules (no judge/ file)
 _JUDGE = _NAMES | {"judge/claims.py", "judge/claims.yaml", "judge/decide.py", "judge/metrics.py",
-                   "judge/model.py", "judge/power.py", "judge/verdicts.py"}
+                   "judge/model.py", "judge/power.py", "judge/rules.py", "judge/verdicts.py"}
 _CONFIG = {"config/grid.py", "config/schemafile.py", "config/searches.py"}
 _TRACKING = {"common/provenance.py", "common/tracking.py"}  # optional MLflow (config tracking)
 _DATA = {"data/cifar10.py", "data/splits.py"}
@@ -106,7 +106,7 @@ PINNED = {
     "tuning_figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
     "tuning_tables.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/tables.py"},
     "report.py": _BASE | _RUNS | _JUDGE | _CONFIG | {
-        "common/provenance.py", "figures/names.py", "report/deviations.yaml",
+        "common/provenance.py", "figures/names.py", "judge/calibration.py", "report/deviations.yaml",
         "report/formatting.py", "report/future.py", "report/html.py", "report/tables.py",
         "report/text.py"},
 }

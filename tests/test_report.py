@@ -18,6 +18,8 @@ from cnnopt.figures import draw as figs
 from cnnopt.judge import aggregate as agg
 from cnnopt.judge import calibration, verdicts
 from cnnopt.judge import claims as judge_claims
+from cnnopt.judge.claims import load_claims
+from cnnopt.judge.rules import Rules
 from cnnopt.report import formatting
 from cnnopt.report import html as report
 from cnnopt.report import tables as report_tables
@@ -37,8 +39,9 @@ TABLES = ("claims", "runs", "table1", "ablation", "strata", "calibration")
 def _aggregate(dirs, t, **kw) -> dict:
     agg.aggregate(dirs, t / "runs.csv", t / "table1.csv", t / "ablation.csv", t / "summary.json",
                   t / "claims.csv", t / "strata.csv", **kw)
-    calibration.calibrate(pd.read_csv(t / "strata.csv"), 2,
-                          verdicts.merged({"calibration": {"studies": 20}}), t / "calibration.csv")
+    calibration.calibrate(load_claims(), pd.read_csv(t / "runs.csv"),
+                          Rules.of({"calibration": {"studies": 10, "sds": [1.0], "seeds": [2]}}),
+                          t / "calibration.csv")
     return {n: t / f"{n}.csv" for n in TABLES} | {"summary": t / "summary.json"}
 
 
@@ -81,7 +84,7 @@ def _section(html, start, end):
 def test_sections_present_and_numbered(html):
     for heading in ('<h2 id="summary">1. Summary</h2>',
                     '<h2 id="claims">2. The paper\'s claims, judged</h2>',
-                    '<h3 id="strata">2.2 The model\'s spread</h3>',
+                    '<h3 id="strata">2.2 The arms\' spread</h3>',
                     '<h3 id="calibration">2.3 How far to trust these verdicts</h3>',
                     "<h3>2.4 Deviations and assumptions</h3>",
                     '<h2 id="methodology">3. Methodology</h2>',
@@ -366,14 +369,22 @@ def test_the_template_formats_cells_with_the_registered_filters(tmp_path):
     assert out == "70.00 \u00b1 1.25|\u22120.50|\u2014|3.0"
 
 
-def test_the_models_spread_and_the_calibration_are_shown(html, inputs):
+def test_the_arms_spread_and_the_calibration_are_shown(html, inputs):
     strata = pd.read_csv(inputs["tables"]["strata"])
     section = _section(html, '<table id="strata-table">', "</table>")
     for r in strata.itertuples():
         assert f"<td>{r.stratum}</td>" in section
-        assert f"{formatting.fmt(r.sd_paired)} ({r.df_paired:.0f})" in section
-    cal = _section(html, 'id="calibration"', "</table>")
-    assert "Simulated at this study&#39;s 2 seeds" in cal or "Simulated at this study's 2 seeds" in cal
+        assert f"{formatting.fmt(r.prior_sd)} ({formatting.fmt(r.prior_df, 0)})" in section
+        assert f"{formatting.fmt(r.own_sd_min)} / {formatting.fmt(r.own_sd_median)} / " \
+            f"{formatting.fmt(r.own_sd_max)}" in section
+    cal = _section(html, 'id="calibration"', '<h3>2.4')
     table = pd.read_csv(inputs["tables"]["calibration"])
-    assert cal.count("<tr>") - 1 == len(table[["sd", "family", "kind", "truth"]].drop_duplicates())
-    assert "any false verdict" in cal
+    rates = calibration.false_rates(table)
+    rows = _section(cal, '<table id="calibration-table">', "</table>")
+    assert rows.count("<tr") - 1 == len(rates) == len(calibration.CASES)  # one sd, one seed count
+    for r in rates.itertuples():
+        assert str(escape(calibration.CASE_TEXT[r.case])) in rows
+        assert f"<code>{r.worst_claim}</code> {formatting.percent(r.worst_claim_rate)}" in rows
+    power = _section(cal, '<table id="power-table">', "</table>")
+    assert power.count("<tr>") - 1 == len(calibration.power_table(table))
+    assert "Simulated on this study" in cal

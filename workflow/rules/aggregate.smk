@@ -1,6 +1,6 @@
 # Aggregate: every run in one table; Table 1 beside the paper; the twins; the summary; and
 # the verdict on each of the paper's claims (workflow/lib/cnnopt/judge/claims.yaml); the
-# statistical model's spread per stratum.
+# arms' spread per stratum.
 
 TABLES = {
     name: f"results/tables/{name}.csv"

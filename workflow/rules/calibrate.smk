@@ -1,12 +1,13 @@
 # Calibrate: how far to trust the verdicts. The decision rules of the claims table, run on
-# simulated studies at this study's seed count and observed spread (cnnopt.judge.calibration).
+# simulated studies of this study's own claims and arms, in the model's own case and in the
+# cases that break it (cnnopt.judge.calibration).
 
 CALIBRATION = "results/tables/calibration.csv"
 
 
 rule calibrate:
     input:
-        strata=rules.aggregate.output.strata,
+        runs=rules.aggregate.output.runs,  # the arms and their roles
     output:
         report(
             CALIBRATION,
@@ -22,13 +23,12 @@ rule calibrate:
     localrule: True
     conda:
         "../../envs/cnnopt.yaml"
-    threads: 1
+    threads: 2  # simulated studies in two processes
     resources:
         mem_mb=2000,
         runtime=30,
     params:
-        verdicts=config["verdicts"],  # the decision rules of the claims
-        seeds=len(config["seeds"]),
+        verdicts=config["verdicts"],  # the decision rules, and the settings simulated
         code=code_version("calibrate.py"),
     script:
         "../scripts/calibrate.py"

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
 
 from cnnopt.common import logs  # noqa: E402
 from cnnopt.judge.aggregate import aggregate  # noqa: E402
+from cnnopt.judge.rules import Rules  # noqa: E402
 
 logs.setup(snakemake.log[0])  # noqa: F821
 aggregate(
@@ -25,6 +26,6 @@ aggregate(
     snakemake.output.summary,  # noqa: F821
     snakemake.output.claims,  # noqa: F821
     snakemake.output.strata,  # noqa: F821
-    rules=dict(snakemake.params.verdicts),  # noqa: F821
+    rules=Rules.of(dict(snakemake.params.verdicts)),  # noqa: F821
     scale=snakemake.params.scale,  # noqa: F821
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
+from cnnopt.judge.rules import Rules
 from cnnopt.tuning.tables import tables
 
 logs.setup(snakemake.log[0])
@@ -22,6 +23,6 @@ tables(
     snakemake.output.tuning_candidates,
     snakemake.output.tuned,
     snakemake.output.tuned_claims,
-    rules=dict(snakemake.params.verdicts),
+    rules=Rules.of(dict(snakemake.params.verdicts)),
     scale=snakemake.params.scale,
 )

@@ -8,6 +8,10 @@ in the order the report lists runs, and ``runs[run_id]`` gives a run's files (hi
 evaluation, spec). ``shown_run`` is the one rule that picks the run a single-run figure
 shows. A missing or unreadable file is a one-line ``CnnoptError``.
 
+The facts that depend on the decision rules (the curve facts: time to the validation target,
+still rising, ...) are not here: ``cnnopt.judge.metrics.with_curve_facts`` adds them to the
+table, from each run's history and ``chance``.
+
 Aggregation, figures and report all read runs here and nowhere else.
 """
 
@@ -26,7 +30,6 @@ from cnnopt.common import files
 from cnnopt.common.errors import CnnoptError
 from cnnopt.common.paper import PAPER_TABLE1
 from cnnopt.common.registry import ROLE_ORDER, RUN_FILES
-from cnnopt.judge.verdicts import DEFAULT_RULES
 
 __all__ = ["COLUMNS", "Run", "Runs", "optimizer_order", "optimizer_rank", "read_history", "read_run",
            "read_runs", "shown_run", "sort_runs"]
@@ -46,11 +49,9 @@ COLUMNS = [
     "inference_images_per_second", "convergence_epoch", "best_val_accuracy", "params",
     "diverged", "key_adjustments", "diverged_epoch", "epochs_run", "dropout", "conv_dropout",
     "l2", "batch_norm", "architecture", "backend", "device", "validation_size", "n_test",
-    "final_val_accuracy", "epochs_to_target", "seconds_to_target", "still_rising",
+    "final_val_accuracy",
     # the model of the best validation epoch (the paper's "highest accuracy achieved")
     "test_accuracy_best", "best_epoch", "max_train_images",
-    # the curve facts of the claims (cnnopt.judge): see _curve_facts
-    "reached_target", "gap", "val_accuracy_volatility", "val_loss_volatility",
 ]
 _INT_COLUMNS = ("convergence_epoch", "diverged_epoch", "params", "epochs_run", "seed", "epochs",
                 "batch_size", "validation_size", "n_test", "best_epoch", "max_train_images")
@@ -114,6 +115,13 @@ class Run:
         """``key`` of the spec, else of the metrics (the spec is what was asked for)."""
         return self.spec.get(key, self.metrics.get(key, default))
 
+    @property
+    def chance(self) -> float:
+        """The test accuracy of a guess, in percent: 100 over the number of classes the
+        evaluation names (10, CIFAR-10's, when it names none)."""
+        names = self.evaluation.get("class_names") or []
+        return 100.0 / len(names) if names else 10.0
+
     def predictions(self, model: str = "last") -> tuple[np.ndarray, np.ndarray] | None:
         """(test labels, predicted classes) of the last epoch's model or of the ``"best"``
         validation epoch's, or None when evaluation.json lacks them."""
@@ -147,45 +155,6 @@ def _num(value, scale=1.0):
     return v * scale if math.isfinite(v) else math.nan
 
 
-def _curve_facts(hist: pd.DataFrame, rules: dict, chance: float = 10.0) -> dict:
-    """What the claims read from a run's curves (percent points where accuracies):
-
-    * ``epochs_to_target``, ``seconds_to_target``: when the validation accuracy first reaches
-      ``val_target``, interpolated linearly within that epoch (epoch 0 at ``chance``, the
-      accuracy of a guess), in epochs and in training seconds; NaN and ``reached_target``
-      false when it never does (the judges censor such a run at its planned budget);
-    * ``still_rising``: the last epoch's validation accuracy is more than ``rising_points``
-      above the one ``rising_epochs`` earlier (a curve too short to tell counts as rising);
-    * ``gap``: training minus validation accuracy at the last epoch (overfitting);
-    * ``val_accuracy_volatility``, ``val_loss_volatility``: the standard deviation of the
-      epoch-to-epoch changes of the validation accuracy (points) and loss (NaN below 3 epochs).
-    """
-    val = pd.to_numeric(hist["val_accuracy"], errors="coerce").to_numpy(float) * 100
-    val_loss = pd.to_numeric(hist["val_loss"], errors="coerce").to_numpy(float)
-    elapsed = np.concatenate([[0.0], pd.to_numeric(hist["elapsed"], errors="coerce").to_numpy(float)])
-    target = rules["val_target"]
-    hit = np.flatnonzero(val >= target)
-    epochs = seconds = math.nan
-    if len(hit):
-        k = int(hit[0])  # 0-based index of the first epoch at the target
-        before = val[k - 1] if k else chance
-        frac = 1.0 if val[k] <= before else float(np.clip((target - before) / (val[k] - before), 0, 1))
-        epochs = k + frac
-        seconds = float(elapsed[k] + frac * (elapsed[k + 1] - elapsed[k]))
-    k = rules["rising_epochs"]
-    rising = len(val) <= k or bool(val[-1] - val[-1 - k] > rules["rising_points"])
-    train_acc = pd.to_numeric(hist["accuracy"], errors="coerce").to_numpy(float) * 100
-    return {"epochs_to_target": epochs, "seconds_to_target": seconds,
-            "reached_target": bool(len(hit)), "still_rising": rising,
-            "gap": float(train_acc[-1] - val[-1]),
-            "val_accuracy_volatility": _volatility(val), "val_loss_volatility": _volatility(val_loss)}
-
-
-def _volatility(values: np.ndarray) -> float:
-    """The standard deviation of a curve's epoch-to-epoch changes (NaN below 3 epochs)."""
-    return float(np.std(np.diff(values), ddof=1)) if len(values) >= 3 else math.nan
-
-
 def _n_test(ev: dict):
     """How many test images the run was scored on (None when evaluation.json cannot tell)."""
     if ev.get("confusion_matrix"):
@@ -195,7 +164,7 @@ def _n_test(ev: dict):
     return None
 
 
-def _row(run: Run, rules: dict) -> dict:
+def _row(run: Run) -> dict:
     spec, m, ev = run.spec, run.metrics, run.evaluation
     model = spec.get("model") or {}
     return {
@@ -221,8 +190,6 @@ def _row(run: Run, rules: dict) -> dict:
         "final_val_accuracy": _num(m.get("final_val_accuracy"), 100.0),
         "test_accuracy_best": _num((ev.get("best_model") or {}).get("test_accuracy"), 100.0),
         "best_epoch": m.get("best_epoch"), "max_train_images": spec.get("max_train_images"),
-        **_curve_facts(run.history, rules, 100.0 / max(len(ev.get("class_names") or []), 1)
-                       if ev.get("class_names") else 10.0),
     }
 
 
@@ -271,18 +238,13 @@ class Runs:
         return out
 
 
-def read_runs(run_dirs, rules: dict | None = None) -> Runs:
-    """Read every run folder into one ``Runs``.
-
-    ``rules`` (the config's ``verdicts`` block) sets the validation target and what counts as
-    a still-rising curve (the ``epochs_to_target``, ``seconds_to_target`` and
-    ``still_rising`` columns).
-    """
-    rules = DEFAULT_RULES | dict(rules or {})
+def read_runs(run_dirs) -> Runs:
+    """Read every run folder into one ``Runs`` (the table without the curve facts, which
+    depend on the decision rules: ``judge.metrics.with_curve_facts`` adds them)."""
     read = [read_run(d) for d in run_dirs]
     if not read:
         raise CnnoptError("no runs: the list of run folders is empty")
-    frame = pd.DataFrame([_row(r, rules) for r in read], columns=COLUMNS)
+    frame = pd.DataFrame([_row(r) for r in read], columns=COLUMNS)
     dup = sorted(set(frame["run_id"][frame["run_id"].duplicated()]))
     if dup:
         raise CnnoptError(f"duplicate run ids among the run folders: {', '.join(map(str, dup))}")

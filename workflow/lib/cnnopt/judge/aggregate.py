@@ -1,9 +1,10 @@
 """Aggregate the training runs into the tables of the report.
 
-``runs.read_runs`` reads every run folder into one per-run table (runs.csv); ``table1``,
+``runs.read_runs`` reads every run folder and ``metrics.with_curve_facts`` adds the curve facts
+under the decision rules: one per-run table (runs.csv); ``table1``,
 ``ablation`` and ``summary`` derive the paper's Table 1, the regularization twins and a JSON
 summary from it; ``aggregate`` writes them, the claims table (``judge.decide.judge``) and the
-model's strata (``judge.decide.strata``).
+arms' spread per stratum (``judge.decide.strata``).
 
 Accuracies in the frames are percent. A diverged run (metrics ``diverged`` true) counts in
 the means with the accuracy it scored, and each table says how many of its runs diverged.
@@ -22,7 +23,8 @@ from cnnopt.common.paper import PAPER_BASELINE, PAPER_TABLE1
 from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import optimizer_order, optimizer_rank, read_runs, shown_run
 from cnnopt.judge import claims as judge_claims
-from cnnopt.judge import decide
+from cnnopt.judge import decide, metrics
+from cnnopt.judge.rules import Rules
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ def _best(frame: pd.DataFrame) -> pd.Series:
 
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
     """Table 1: initial and final test accuracy per optimizer, ours beside the paper's.
+
+    ``runs`` is the per-run table with its curve facts (``metrics.with_curve_facts``).
 
     Means are over every seed, diverged runs included; time to target is the mean over the
     final runs that reached the validation target (``verdicts.val_target``). ``final`` is the
@@ -200,15 +204,16 @@ def verdict_counts(claims: pd.DataFrame) -> dict:
 
 
 def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims, out_strata,
-              rules: dict | None = None, scale: str = "reduced") -> dict:
+              rules: Rules | dict | None = None, scale: str = "reduced") -> dict:
     """Collect the runs; write runs.csv, table1.csv, ablation.csv, summary.json, claims.csv
     and strata.csv.
 
-    ``rules`` is the config's ``verdicts`` block and ``scale`` its ``scale``: how each claim
-    of the paper (``claims.yaml``) is judged.
+    ``rules`` are the decision rules (a ``Rules``, or the config's ``verdicts`` block) and
+    ``scale`` the config's ``scale``: how each claim of the paper (``claims.yaml``) is judged.
     """
-    read = read_runs(run_dirs, rules)
-    runs = read.table
+    rules = Rules.of(rules)
+    read = read_runs(run_dirs)
+    runs = metrics.with_curve_facts(read, rules)
     table = table1(runs)
     abl = ablation(runs)
     summ = summary(runs, table, abl)

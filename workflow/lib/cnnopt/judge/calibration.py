@@ -1,39 +1,112 @@
-"""How far to trust the verdicts: the decision rules' error rates and power, simulated.
+"""How far to trust the verdicts: the decision rules' error rates and power, simulated,
+including the cases that break the rules' own assumptions.
 
 Each simulated study is judged by the claims table's own rules (``decide.verdicts``, the
-verdicts ``decide.judge`` gives) on synthetic runs whose truth is known. A run's test accuracy is
+verdicts ``decide.judge`` gives) on synthetic runs whose truth is known, with the study's own
+claims and arms (``Layout``). Every metric of a run (test accuracy, times to target, curve
+facts) is
 
-    true mean of its arm + seed effect (shared by every arm, sd / 2) + the run's own seed
-    noise (sd) + per-image test noise (its hits on ``n_test`` images, binomial),
+    true mean of its arm + seed luck + the run's own noise (+ for accuracy the binomial noise
+    of its hits on ``n_test`` test images),
 
-with ``n`` seeds per arm, in one stratum. Two kinds of study (``numpy``, seeded):
+with ``n`` seeds per arm, seed sd ``sd``. The cases (``CASES``):
 
-* **error rates** (``errors``): family "comparisons": four comparisons ("A beats B") and one top
-  claim (two members, two others) whose arms all share one true mean; family "values": four
-  value claims, two whose arm's true mean equals the paper's number and two that lie
-  ``offset`` points from it. A *false verdict* is reproduced or contradicted under no
-  difference, not reproduced for a value at the paper's number, and reproduced for a value
-  ``offset`` away (``offset`` at or beyond the margin).
-* **power** (``power``): per true effect (1, 2, 5 points) a family of four comparisons and one
-  top claim in which every member truly beats every other by that effect; the rate of
-  the correct verdict.
+* ``model``: the luck of a seed is shared by every arm (sd / 2), every arm's own noise has
+  sd ``sd``: the case a pooled model assumes;
+* ``volatile_arm``: as ``model``, but the arm compared most often has 3x the own noise;
+* ``volatile_stratum``: as ``model``, but every arm of the first declared stratum (the first
+  cycles) has 3x the own noise;
+* ``twin_luck``: the luck of a seed is shared by the arms of one optimizer (sd), barely
+  across optimizers (sd / 4), own noise sd / 2;
+* ``diverged_twin``: as ``model``, and the first seed of one twin (an arm of a role outside
+  baseline, initial and final) diverges: no accuracy or curve facts, censored at its budget.
+
+Under the null every arm has one true mean for every metric; of the value claims, the even ones
+have the paper's number at the arm's mean (a false verdict: *not reproduced*, and
+*reproduced* there is the values' power) and the odd ones at ± ``margin`` from it, the edge of
+the equivalence region where TOST's error is largest (a false verdict: *reproduced*). Any
+*reproduced* or *contradicted* of a comparison is false.
+
+The power studies (``power_layout``): per true effect a family of four "A beats B" claims and
+one top claim (two members, two others), every member truly better by the effect, in case
+``model``.
+
+Rates are per claim over studies (binomial Monte Carlo error) and per family as the share of
+studies with any false verdict; averages over the claims of a study use the per-study share,
+so the Monte Carlo error counts the claims of one study as the correlated draws they are.
 """
 
 from __future__ import annotations
 
-import math
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from cnnopt.common.errors import DataError
 from cnnopt.judge import decide
+from cnnopt.judge.claims import arms as claim_arms
+from cnnopt.judge.claims import pairs, with_defaults
+from cnnopt.judge.rules import Rules
 from cnnopt.judge.verdicts import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
 
-PAPER = 75.0  # the paper's number of every simulated value claim (and the arms' null mean)
-#: The columns of the operating-characteristics table (calibration.csv).
-COLUMNS = ["sd", "n", "studies", "family", "kind", "truth", "verdict", "rate", "mc_error"]
+#: Every case of the error studies, in the report's order.
+CASES = ("model", "volatile_arm", "volatile_stratum", "twin_luck", "diverged_twin")
+#: What each case is, for the report.
+CASE_TEXT = {
+    "model": "seed luck shared by all arms, equal noise (the pooled model's own case)",
+    "volatile_arm": "the most-compared arm 3x noisier",
+    "volatile_stratum": "every arm of the first stratum 3x noisier",
+    "twin_luck": "seed luck shared by an optimizer's twins, barely across optimizers",
+    "diverged_twin": "one run of a twin diverged",
+}
+MEAN = 75.0           # every arm's true accuracy (%)
+TIME = 10.0           # every arm's true epochs to target
+N_TEST = 10_000
+#: The columns of calibration.csv: one row per setting, claim (or family) and verdict.
+COLUMNS = ["case", "sd", "n", "studies", "family", "id", "kind", "truth", "verdict", "rate",
+           "mc_error"]
+#: The verdicts that are false for each truth.
+FALSE = {"no difference": (REPRODUCED, CONTRADICTED), "at the paper's value": (NOT_REPRODUCED,),
+         "at the margin": (REPRODUCED,)}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The claims of a simulated study and its arms: each arm's role (its stratum), its
+    optimizer (its twins share it), and its true mean per metric (offset from the null)."""
+
+    claims: tuple[dict, ...]
+    roles: dict
+    effects: dict        # arm -> true offset of every metric (0 under the null)
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.roles)
+
+
+def _role_of(arm: str, roles: dict | None) -> str:
+    variant = arm.split("/", 1)[1]
+    if roles and arm in roles:
+        return roles[arm]
+    return variant if variant in ("baseline", "initial", "final") else "ablation"
+
+
+def error_layout(claims: list[dict], rules: Rules, roles: dict | None = None) -> Layout:
+    """The study's own claims under the null: every arm one mean; the even value claims at the
+    paper's number, the odd ones at ± ``margin`` from it. ``roles`` maps an arm to its role
+    (the study's runs); without it a variant named baseline, initial or final has that role
+    and any other is a twin (``ablation``)."""
+    out, k = [], 0
+    for c in (with_defaults(c) for c in claims):
+        if c["kind"] == "value":
+            c = c | {"paper": MEAN + (0.0 if k % 2 == 0 else rules.margin * (1 if k % 4 == 1 else -1))}
+            k += 1
+        out.append(c)
+    arms = dict.fromkeys(a for c in out for a in claim_arms(c))
+    return Layout(tuple(out), {a: _role_of(a, roles) for a in arms}, {a: 0.0 for a in arms})
 
 
 def _claim(cid, family, kind, **keys) -> dict:
@@ -41,112 +114,144 @@ def _claim(cid, family, kind, **keys) -> dict:
             "metric": "accuracy", "better": "higher", "scale": False, **keys}
 
 
-def _comparisons(family: str, prefix: str) -> tuple[list[dict], list[str], list[str]]:
-    """Four "A beats B" claims and one top claim; returns (claims, better arms, worse arms)."""
-    claims, better, worse = [], [], []
-    for i in range(4):
-        a, b = f"{prefix}a{i}/final", f"{prefix}b{i}/final"
-        claims.append(_claim(f"{family}_greater{i}", family, "greater", a=a, b=b))
-        better.append(a)
-        worse.append(b)
-    members, others = [f"{prefix}m{i}/final" for i in range(2)], [f"{prefix}o{i}/final" for i in range(2)]
-    claims.append(_claim(f"{family}_top", family, "top", members=members, others=others))
-    return claims, better + members, worse + others
-
-
-def error_layout(offset: float) -> tuple[list[dict], dict[str, float]]:
-    """The claims of an error-rate study and each arm's true mean."""
-    claims, better, worse = _comparisons("comparisons", "n")
-    means = {arm: PAPER for arm in better + worse}
-    for i in range(4):
-        arm = f"v{i}/final"
-        claims.append(_claim(f"value{i}", "values", "value", run=arm, paper=PAPER))
-        means[arm] = PAPER + (0.0 if i < 2 else offset * (1 if i == 2 else -1))
-    return claims, means
-
-
-def power_layout(effects) -> tuple[list[dict], dict[str, float]]:
-    claims, means = [], {}
+def power_layout(effects) -> Layout:
+    """Per true effect, a family of four "A beats B" claims and one top claim in which every
+    member truly beats every other arm by that effect."""
+    claims, offsets = [], {}
     for k, effect in enumerate(effects):
-        fam_claims, better, worse = _comparisons(f"effect_{effect:g}", f"e{k}")
-        claims += fam_claims
-        means |= {arm: PAPER + effect for arm in better} | {arm: PAPER for arm in worse}
-    return claims, means
+        family = f"effect_{effect:g}"
+        for i in range(4):
+            a, b = f"e{k}a{i}/final", f"e{k}b{i}/final"
+            claims.append(_claim(f"{family}_greater{i}", family, "greater", a=a, b=b))
+            offsets |= {a: effect, b: 0.0}
+        members = [f"e{k}m{i}/final" for i in range(2)]
+        others = [f"e{k}o{i}/final" for i in range(2)]
+        claims.append(_claim(f"{family}_top", family, "top", members=members, others=others))
+        offsets |= {m: effect for m in members} | {o: 0.0 for o in others}
+    return Layout(tuple(claims), {a: "final" for a in offsets}, offsets)
 
 
-def simulate_runs(rng: np.random.Generator, means: dict[str, float], n: int, sd: float,
-                  n_test: int = 10_000) -> dict[str, np.ndarray]:
+def most_compared(layout: Layout) -> str:
+    """The arm in the most elementary comparisons (the ``volatile_arm`` case's)."""
+    count = Counter(arm for c in layout.claims for pair in pairs(c) for arm in pair)
+    return count.most_common(1)[0][0] if count else layout.arms[0]
+
+
+def _noise(layout: Layout, case: str, rules: Rules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per arm: own-noise factor, common-luck factor, twin-luck factor (times ``sd``)."""
+    arms = layout.arms
+    own = np.ones(len(arms))
+    common, twin = 0.5, 0.0
+    if case == "volatile_arm":
+        own[arms.index(most_compared(layout))] = 3.0
+    elif case == "volatile_stratum":
+        present = {rules.stratum_of(r) for r in layout.roles.values()}
+        first = next((s for s in rules.strata if s in present), None)
+        own[[rules.stratum_of(layout.roles[a]) == first for a in arms]] = 3.0
+    elif case == "twin_luck":
+        own[:], common, twin = 0.5, 0.25, 1.0
+    return own, np.full(len(arms), common), np.full(len(arms), twin)
+
+
+def diverged_arm(layout: Layout) -> str | None:
+    """The twin whose first seed diverges in case ``diverged_twin``: the first arm of a role
+    outside baseline, initial and final (None when the layout has none)."""
+    return next((a for a in layout.arms
+                 if layout.roles[a] not in ("baseline", "initial", "final")), None)
+
+
+def simulate_runs(rng: np.random.Generator, layout: Layout, n: int, sd: float, case: str = "model",
+                  rules: Rules | None = None, n_test: int = N_TEST) -> dict[str, np.ndarray]:
     """One synthetic study: the columns of a runs table that ``decide.judge`` reads, as arrays
     (``pd.DataFrame`` of it is the table)."""
-    arms = list(means)
-    seed_effect = rng.normal(0, sd / 2, size=n)
-    true = np.array([means[a] for a in arms])[:, None] + seed_effect[None, :] \
-        + rng.normal(0, sd, size=(len(arms), n))
-    hits = rng.binomial(n_test, np.clip(true / 100, 0, 1))
-    acc = (100 * hits / n_test).ravel()
-    opt = np.repeat([a.split("/")[0] for a in arms], n).astype(object)
-    seed = np.tile(np.arange(n), len(arms))
-    size = len(acc)
+    rules = Rules.of(rules)
+    arms = layout.arms
+    k = len(arms)
+    own, common, twin = _noise(layout, case, rules)
+    opt = np.array([a.split("/")[0] for a in arms], dtype=object)
+    _, opt_code = np.unique(opt, return_inverse=True)
+    budget = np.array([rules.paper_epochs.get(layout.roles[a], 45) for a in arms], float)
+
+    def draw(mean: float, scale: float) -> np.ndarray:
+        """(arm, seed) values of one metric: its mean, the arms' offsets and the noise."""
+        luck = rng.normal(0, 1, n)[None, :] * common[:, None]
+        twins = rng.normal(0, 1, (opt_code.max() + 1, n))[opt_code] * twin[:, None]
+        noise = rng.normal(0, 1, (k, n)) * own[:, None]
+        offsets = np.array([layout.effects[a] for a in arms])[:, None]
+        return mean + offsets * scale + sd * scale * (luck + twins + noise)
+
+    true = draw(MEAN, 1.0)
+    acc = 100 * rng.binomial(n_test, np.clip(true / 100, 0, 1)) / n_test
+    # times: lower is better, so an arm better by an effect is faster by it
+    epochs = TIME - (draw(TIME, 0.2) - TIME)
+    reached = epochs <= budget[:, None]
+    diverged = np.zeros((k, n), bool)
+    if case == "diverged_twin" and (arm := diverged_arm(layout)) is not None:
+        diverged[arms.index(arm), 0] = True
+        reached[arms.index(arm), 0] = False
+    epochs = np.where(reached, epochs, np.nan)
+    curves = {m: draw(2.0, 0.2) for m in ("gap", "val_accuracy_volatility", "val_loss_volatility")}
+    size = k * n
+    seed = np.tile(np.arange(n), k)
+    optimizer = np.repeat(opt, n)
     return {
-        "run_id": np.array([f"{o}-s{s}" for o, s in zip(opt, seed, strict=True)], dtype=object),
-        "optimizer": opt, "variant": np.full(size, "final", dtype=object), "seed": seed,
-        "role": np.full(size, "final", dtype=object), "test_accuracy": acc,
-        "test_accuracy_best": acc, "diverged": np.zeros(size, bool), "epochs": np.full(size, 45),
-        "epochs_run": np.full(size, 45), "max_train_images": np.full(size, None, dtype=object),
-        "still_rising": np.zeros(size, bool),
+        "run_id": np.array([f"{a}-s{s}" for a in arms for s in range(n)], dtype=object),
+        "optimizer": optimizer,
+        "variant": np.repeat(np.array([a.split("/", 1)[1] for a in arms], dtype=object), n),
+        "seed": seed, "role": np.repeat(np.array([layout.roles[a] for a in arms], dtype=object), n),
+        "test_accuracy": acc.ravel(), "test_accuracy_best": acc.ravel(),
+        "diverged": diverged.ravel(), "epochs": np.repeat(budget, n), "epochs_run": np.repeat(budget, n),
+        "max_train_images": np.full(size, None, dtype=object), "still_rising": np.zeros(size, bool),
+        "train_seconds": np.repeat(budget, n) * 30.0,
+        "reached_target": reached.ravel(), "epochs_to_target": epochs.ravel(),
+        "seconds_to_target": epochs.ravel() * 30.0,
+        **{m: v.ravel() for m, v in curves.items()},
     }
 
 
-def _truth(claim: dict, means: dict[str, float]) -> str:
+def _truth(claim: dict, layout: Layout) -> str:
     if claim["kind"] == "value":
-        return "at the paper's value" if means[claim["run"]] == claim["paper"] else "beyond the margin"
-    pairs = [(claim["a"], claim["b"])] if claim["kind"] == "greater" else \
-        [(m, o) for m in claim["members"] for o in claim["others"]]
-    effect = min(means[a] - means[b] for a, b in pairs)
+        return "at the paper's value" if claim["paper"] == MEAN else "at the margin"
+    effect = min(layout.effects[a] - layout.effects[b] for a, b in pairs(claim))
     return "no difference" if effect == 0 else f"true effect {effect:g}"
 
 
-def _wrong(truth: str, verdict: str) -> bool:
-    """A false verdict for the truth."""
-    if truth == "at the paper's value":
-        return verdict == NOT_REPRODUCED
-    if truth == "beyond the margin":
-        return verdict == REPRODUCED
-    if truth == "no difference":
-        return verdict in (REPRODUCED, CONTRADICTED)
-    return verdict == CONTRADICTED
-
-
 def _run(job) -> pd.DataFrame:
-    """``studies`` simulated studies of one layout; one row per (study, claim) verdict."""
-    kind, sd, n, studies, seed, rules, arg = job
-    claims, means = error_layout(arg) if kind == "errors" else power_layout(arg)
-    rng = np.random.default_rng([seed, n, int(round(sd * 1000)), 0 if kind == "errors" else 1])
-    verdicts = [decide.verdicts(claims, simulate_runs(rng, means, n, sd), rules=rules, scale="paper")
-                for _ in range(studies)]
-    out = pd.DataFrame(np.array(verdicts), columns=[c["id"] for c in claims])
+    """``studies`` simulated studies of one setting; one row per (study, claim) verdict."""
+    layout, case, sd, n, studies, seed, rules, tag = job
+    rng = np.random.default_rng([seed, n, int(round(sd * 1000)), CASES.index(case) if case in CASES else 9, tag])
+    claims = list(layout.claims)
+    verdicts = [decide.verdicts(claims, simulate_runs(rng, layout, n, sd, case, rules),
+                                rules=rules, scale="paper") for _ in range(studies)]
+    out = pd.DataFrame(np.array(verdicts, dtype=object), columns=[c["id"] for c in claims])
     long = out.melt(var_name="id", value_name="verdict")
     info = pd.DataFrame([{"id": c["id"], "family": c["family"], "kind": c["kind"],
-                          "truth": _truth(c, means)} for c in claims])
-    long = long.merge(info, on="id")
-    long["wrong"] = [_wrong(t, v) for t, v in zip(long["truth"], long["verdict"], strict=True)]
+                          "truth": _truth(c, layout)} for c in claims])
+    long = long.merge(info, on="id", how="left")
     long["study"] = np.tile(np.arange(studies), len(claims))
-    long["sd"], long["n"] = sd, n
+    long["case"], long["sd"], long["n"] = case if tag == 0 else "power", sd, n
+    long["wrong"] = [v in FALSE.get(t, (CONTRADICTED,))
+                     for t, v in zip(long["truth"], long["verdict"], strict=True)]
     return long
 
 
-def simulate(sds, ns, studies: int, seed: int = 0, rules: dict | None = None,
-             effects=(1.0, 2.0, 5.0), power_studies: int | None = None, offset: float = 3.0,
-             workers: int = 1) -> pd.DataFrame:
-    """Every verdict of every simulated study (long format: sd, n, study, id, family, kind,
-    truth, verdict, wrong), for each seed sd in ``sds`` and seed count in ``ns``."""
-    rules = dict(rules or {})
-    jobs = []
-    for sd in sds:
-        for n in ns:
-            jobs.append(("errors", float(sd), int(n), studies, seed, rules, offset))
-            jobs.append(("power", float(sd), int(n), power_studies or studies, seed, rules,
-                         tuple(effects)))
+def simulate(claims: list[dict], rules=None, roles: dict | None = None, studies: int | None = None,
+             sds=None, ns=None, cases=None, effects=None, power_studies: int | None = None,
+             seed: int | None = None, workers: int = 1) -> pd.DataFrame:
+    """Every verdict of every simulated study (long: case, sd, n, study, id, family, kind,
+    truth, verdict, wrong): the error studies of ``claims`` per case, seed sd and seed count,
+    and the power studies (case "power") per seed sd and seed count. Unset arguments come
+    from ``rules.calibration``."""
+    rules = Rules.of(rules)
+    cal = rules.calibration
+    studies, seed = studies or cal.studies, cal.seed if seed is None else seed
+    sds, ns = tuple(sds or cal.sds), tuple(ns or cal.seeds)
+    layout = error_layout(claims, rules, roles)
+    jobs = [(layout, case, float(sd), int(n), studies, seed, rules, 0)
+            for case in (cases or cal.cases) for sd in sds for n in ns]
+    strong = power_layout(tuple(effects or cal.effects))
+    jobs += [(strong, "model", float(sd), int(n), power_studies or studies, seed, rules, 1)
+             for sd in sds for n in ns]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             parts = list(pool.map(_run, jobs))
@@ -156,60 +261,80 @@ def simulate(sds, ns, studies: int, seed: int = 0, rules: dict | None = None,
 
 
 def characteristics(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """The operating characteristics (``COLUMNS``): per setting, family, kind and truth, the
-    rate of each verdict over the simulated claims (a top claim counts once), with its Monte
-    Carlo standard error; and per family the rate of studies with any false verdict (kind
-    "family (any false)")."""
+    """The operating characteristics (``COLUMNS``): per setting and claim the rate of each
+    verdict over the studies (binomial Monte Carlo error); per setting and family the share
+    of studies with any false verdict (id "any false")."""
+    keys = ["case", "sd", "n"]
+    studies = verdicts.groupby(keys)["study"].nunique().rename("studies").reset_index()
+    rates = (verdicts.groupby([*keys, "family", "id", "kind", "truth"])["verdict"]
+             .value_counts(normalize=True).rename("rate").reset_index())
+    fam = (verdicts.groupby([*keys, "family", "study"])["wrong"].any()
+           .groupby([*keys, "family"]).mean().rename("rate").reset_index()
+           .assign(id="any false", kind="family", truth="as in the family", verdict="any false verdict"))
+    out = pd.concat([rates, fam], ignore_index=True).merge(studies, on=keys)
+    out["mc_error"] = np.sqrt(out["rate"] * (1 - out["rate"]) / out["studies"])
+    return out[COLUMNS]
+
+
+def false_rates(table: pd.DataFrame) -> pd.DataFrame:
+    """Per error setting: the worst claim's rate of false verdicts and the worst family's
+    share of studies with any, each with its Monte Carlo error, and the values' power (the
+    mean rate of *reproduced* for a value at the paper's number)."""
+    errors = table[table["case"] != "power"]
+    claim = errors[[v in FALSE.get(t, ()) for t, v in zip(errors["truth"], errors["verdict"], strict=True)]]
+    claim = claim.groupby(["case", "sd", "n", "id"], as_index=False).agg(
+        rate=("rate", "sum"), studies=("studies", "first"))
     rows = []
-    for (sd, n, family, kind, truth), grp in verdicts.groupby(["sd", "n", "family", "kind", "truth"],
-                                                              sort=False):
-        studies = grp["study"].nunique()
-        for verdict, rate in grp["verdict"].value_counts(normalize=True).items():
-            rows.append({"sd": sd, "n": n, "studies": studies, "family": family, "kind": kind,
-                         "truth": truth, "verdict": verdict, "rate": rate,
-                         "mc_error": math.sqrt(rate * (1 - rate) / len(grp))})
-    for (sd, n, family), grp in verdicts.groupby(["sd", "n", "family"], sort=False):
-        per_study = grp.groupby("study")["wrong"].any()
-        rate = float(per_study.mean())
-        rows.append({"sd": sd, "n": n, "studies": len(per_study), "family": family,
-                     "kind": "family (any false)", "truth": "as in the family",
-                     "verdict": "any false verdict", "rate": rate,
-                     "mc_error": math.sqrt(rate * (1 - rate) / len(per_study))})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    for (case, sd, n), grp in errors.groupby(["case", "sd", "n"], sort=False):
+        mine = claim[(claim["case"] == case) & (claim["sd"] == sd) & (claim["n"] == n)]
+        worst = mine.loc[mine["rate"].idxmax()] if len(mine) else None
+        fam = grp[grp["id"] == "any false"]
+        top = fam.loc[fam["rate"].idxmax()] if len(fam) else None
+        at = grp[(grp["truth"] == "at the paper's value") & (grp["verdict"] == REPRODUCED)]
+        values = at["rate"].sum() / max(grp.loc[grp["truth"] == "at the paper's value", "id"].nunique(), 1)
+        s = int(grp["studies"].iloc[0])
+        rows.append({"case": case, "sd": sd, "n": n, "studies": s,
+                     "worst_claim": worst["id"] if worst is not None else "",
+                     "worst_claim_rate": float(worst["rate"]) if worst is not None else 0.0,
+                     "worst_family": top["family"] if top is not None else "",
+                     "worst_family_rate": float(top["rate"]) if top is not None else 0.0,
+                     "values_power": float(values)})
+    out = pd.DataFrame(rows)
+    out["mc_limit"] = 0.05 + 3 * np.sqrt(0.05 * 0.95 / out["studies"])
+    return out
 
 
 def power_table(table: pd.DataFrame) -> pd.DataFrame:
     """The rate of the correct verdict (reproduced) per true effect, seed sd and seed count,
-    for "A beats B" and top claims."""
-    sel = table[table["truth"].str.startswith("true effect") & (table["verdict"] == REPRODUCED)]
+    averaged over the claims of each kind."""
+    sel = table[(table["case"] == "power") & table["truth"].str.startswith("true effect")
+                & (table["verdict"] == REPRODUCED)]
     return (sel.pivot_table(index=["kind", "truth"], columns=["sd", "n"], values="rate",
-                            aggfunc="first", fill_value=0.0)
-            .sort_index())
+                            aggfunc="mean", fill_value=0.0).sort_index())
 
 
-def read_strata(path) -> pd.DataFrame:
-    """``strata.csv`` as rule aggregate writes it; a missing, empty, unparsable or foreign file
-    is a one-line :class:`DataError` naming it."""
+def read_runs_table(path) -> pd.DataFrame:
+    """``runs.csv`` as rule aggregate writes it (the arms' optimizer, variant and role); a
+    missing, empty, unparsable or foreign file is a one-line :class:`DataError` naming it."""
     try:
         frame = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{path}: cannot read the strata table: {' '.join(str(err).split())}") from None
-    if "sd_paired" not in frame.columns:
-        raise DataError(f"{path}: not a strata table (no sd_paired column; it has "
+        raise DataError(f"{path}: cannot read the runs table: {' '.join(str(err).split())}") from None
+    missing = [c for c in ("optimizer", "variant", "role") if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: not a runs table (no {', '.join(missing)} column; it has "
                         f"{', '.join(map(str, frame.columns)) or 'none'})")
-    sd = pd.to_numeric(frame["sd_paired"], errors="coerce")
-    if (sd.isna() & frame["sd_paired"].notna()).any() or (sd < 0).any():
-        raise DataError(f"{path}: sd_paired must be numbers of at least 0")
-    return frame.assign(sd_paired=sd)
+    if frame.empty:
+        raise DataError(f"{path}: the runs table has no runs")
+    return frame
 
 
-def calibrate(strata: pd.DataFrame, n: int, rules: dict, out) -> pd.DataFrame:
-    """The operating characteristics at this study's seed count ``n`` and each stratum's
-    observed paired sd (``strata.csv``); written to ``out`` (calibration.csv)."""
+def calibrate(claims: list[dict], runs: pd.DataFrame, rules, out, workers: int = 1) -> pd.DataFrame:
+    """The operating characteristics of the rules on the study's own claims and arms (roles
+    from ``runs``, the runs table), written to ``out`` (calibration.csv)."""
     from cnnopt.common import files
-    cal = rules["calibration"]
-    sds = sorted({round(float(s), 2) for s in strata["sd_paired"].dropna() if s > 0}) or [1.0]
-    table = characteristics(simulate(sds, [n], cal["studies"], seed=cal["seed"], rules=rules,
-                                     effects=cal["effects"]))
+    rules = Rules.of(rules)
+    roles = {f"{o}/{v}": r for o, v, r in zip(runs["optimizer"], runs["variant"], runs["role"], strict=True)}
+    table = characteristics(simulate(claims, rules, roles, workers=workers))
     files.write_csv(out, table)
     return table

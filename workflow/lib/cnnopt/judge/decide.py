@@ -1,30 +1,34 @@
-"""The verdict on each claim: elementary tests, Holm's correction per family, decision rules.
+"""The verdict on each claim: elementary tests on each claim's own runs, variances moderated
+toward their neighbours, Holm's correction per family, decision rules.
 
 The rules are declared in the config's ``verdicts`` block before any result exists
-(``config/README.md``, "Verdicts"); the model is ``judge.model``'s.
+(``config/README.md``, "Verdicts"; ``judge.rules``); the variances are ``judge.model``'s.
 
-* **value** (the paper reports a number for an arm): the paper's number is one run of its
-  recipe, so it is compared with the *prediction interval of one run* of ours (unpaired model,
-  the seed's variance included). Two one-sided tests (TOST) at ± ``margin`` points: the claim
-  is *reproduced* when our recipe is shown to lie within the margin of the paper's number,
-  *not reproduced* when it is shown to lie beyond it with the runs at the paper's budget and
-  converged (a reduced budget or a still-rising curve make that *inconclusive*), and
-  *inconclusive* when neither is shown.
-* **greater** (arm A beats arm B on a metric): the paired model's contrast A - B (the seed a
-  block; fitted on the runs of the strata of A and B), two-sided t. *Reproduced* when the Holm-adjusted p is below 1 - ``confidence``, the
-  estimate favours A **and** every seed's own difference does; *contradicted* the same way for
-  B; otherwise *inconclusive*. A run that never reaches the validation target is censored at
-  its budget, which can only shrink a difference: a censored run of A forbids *reproduced*,
-  one of B forbids *contradicted*. The exact McNemar counts of the per-image predictions,
-  pooled over the seed pairs, are shown beside the verdict (descriptive only).
+* **greater** (arm A beats arm B on a metric): the mean of the per-seed differences A - B on
+  the seeds both arms ran, their variance moderated (limma's moderated t) toward a prior of
+  two runs of the two arms' strata (``_contrast_prior``); without common seeds, Welch's test
+  on the two arms' moderated variances. *Reproduced* when the Holm-adjusted p
+  is below 1 - ``confidence``, the estimate favours A **and** every seed's own difference
+  does; *contradicted* the same way for B; otherwise *inconclusive*. Time to target: a run
+  that never reaches the target is censored, its time tied at its budget (which can only
+  shrink a difference); a censored run of A forbids *reproduced*, one of B *contradicted*,
+  and an arm with a censored run lends nothing to the prior of its stratum. The exact
+  McNemar counts of the per-image predictions are shown beside it (descriptive only).
 * **top** (each of the members beats each of the others): every pair is an elementary test
-  of the family; the claim is *reproduced* when every pair is, *contradicted* when any pair
-  is (on corrected evidence), *inconclusive* otherwise.
+  of the family; *reproduced* when every pair is, *contradicted* when any pair is,
+  *inconclusive* otherwise.
+* **value** (the paper reports a number for an arm): the paper's number is one run of its
+  recipe, so our mean is set against it with the standard error of *one new run*
+  (``model.one_run``, the arm's moderated variance). Two one-sided tests (TOST) at
+  ± ``margin``: *reproduced* when our recipe is shown within the margin, *not reproduced*
+  when shown beyond it with the runs at the paper's budget and converged, else
+  *inconclusive*. Every value also says how close the data put us: within ± X points of the
+  paper's number at 90 % confidence (the ``within`` column).
 
-Each claim belongs to a family (values, adjustments, ingredients, ranking, speed, curves);
-Holm's step-down (``statsmodels.stats.multitest.multipletests``) runs within each family over
-its elementary tests. A verdict of runs below the paper's budget (``verdicts.paper_epochs``) is
-worded with that budget ("contradicted at 8 epochs").
+Each claim belongs to a family; Holm's step-down (``statsmodels``' ``multipletests``) runs
+within each family over its elementary tests. A verdict of runs below the paper's budget
+(``verdicts.paper_epochs``) is worded with that budget ("contradicted at 8 epochs"). A diverged
+run is left out of every accuracy and curve measure, and no verdict goes in its arm's favour.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from cnnopt.common.errors import CnnoptError
 from cnnopt.judge import model, power
 from cnnopt.judge.claims import arms, pairs, with_defaults
 from cnnopt.judge.metrics import METRICS, columns_of, measure, measure_columns
+from cnnopt.judge.rules import Rules
 from cnnopt.judge.verdicts import (
     CONTRADICTED,
     FAMILIES,
@@ -49,21 +54,22 @@ from cnnopt.judge.verdicts import (
     NOT_REPRODUCED,
     REPRODUCED,
     UNTESTED,
-    merged,
 )
 
 #: The columns of ``claims.csv``.
 COLUMNS = ["id", "family", "kind", "claim", "where", "metric", "paper", "ours", "std", "n",
-           "ci_low", "ci_high", "test", "p_value", "p_adjusted", "verdict", "verdict_text",
-           "scale", "reason", "detectable", "seeds_to_decide", "mcnemar", "runs"]
+           "ci_low", "ci_high", "within", "test", "p_value", "p_adjusted", "verdict",
+           "verdict_text", "scale", "reason", "power", "detectable", "seeds_to_decide",
+           "mcnemar", "runs"]
 
 #: The columns of the per-run table the judges read (``runs.read_runs(...).table``).
 RUN_COLUMNS = ("run_id", "optimizer", "variant", "seed", "role", "test_accuracy", "diverged",
                "epochs", "epochs_run")
 
-#: The columns of ``strata.csv``: the model's pooled spread of test accuracy per stratum.
-STRATA_COLUMNS = ["stratum", "roles", "arms", "runs", "seeds", "sd_paired", "df_paired",
-                  "sd_unpaired", "df_unpaired", "variance_test", "variance_p"]
+#: The columns of ``strata.csv``: per stratum, the arms' own spread of test accuracy and the
+#: prior it is moderated toward.
+STRATA_COLUMNS = ["stratum", "roles", "arms", "runs", "seeds", "prior_sd", "prior_df",
+                  "own_sd_min", "own_sd_median", "own_sd_max", "noisiest_arm"]
 
 
 @dataclass
@@ -83,19 +89,27 @@ class Test:
     ci: tuple[float, float] = (math.nan, math.nan)
     n: int = 0
     std: float = math.nan
+    var: float = math.nan        # the moderated variance behind ``se``
+    prior_df: float = 0.0
+    how: str = ""
     verdict: str = INCONCLUSIVE
-    extra: dict = field(default_factory=dict)
+    diffs: np.ndarray | None = None   # paired: the per-seed differences, oriented
+    censored_a: bool = False
+    censored_b: bool = False
+    gap: float = math.nan             # value: the paper's number minus our mean
+    note: str = ""
+    mcnemar: str = ""
+    values: dict = field(default_factory=dict)   # value: within, power
 
 
 class _Study:
-    """The measured runs of one judging as arrays per arm (sorted by seed), and the model
-    fits (cached per metric, strata and form)."""
+    """The measured runs of one judging as arrays per arm (sorted by seed), and the priors of
+    the arms' variances (per metric and stratum)."""
 
-    def __init__(self, measured: dict[str, np.ndarray], rules: dict, predictions: dict):
+    def __init__(self, measured: dict[str, np.ndarray], rules: Rules, predictions: dict):
         self.rules = rules
-        self.alpha = 1 - rules["confidence"]
+        self.alpha = rules.alpha
         self.predictions = predictions or {}
-        self.cols = measured
         codes, names = pd.factorize(measured["arm"], sort=False)
         order = np.lexsort((measured["seed"], codes))  # by arm, then seed (stable)
         bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
@@ -103,30 +117,54 @@ class _Study:
         self._arms = {name: {c: v[bounds[i]:bounds[i + 1]] for c, v in by_arm.items()}
                       for i, name in enumerate(names)}
         self._empty = {c: v[:0] for c, v in measured.items()}
-        self._fits: dict = {}
+        self._arm_priors: dict = {}
+        self._unit_cache: dict = {}
 
     def runs(self, arm: str) -> dict[str, np.ndarray]:
         """The columns of ``arm``'s runs, sorted by seed (empty arrays for an absent arm)."""
         return self._arms.get(arm, self._empty)
 
-    def fit(self, metric: str, strata: frozenset, paired: bool) -> model.Fit:
-        key = (metric, strata, paired)
-        if key not in self._fits:
-            rows = np.isin(self.cols["stratum"], list(strata))
-            self._fits[key] = model.fit_arrays(self.cols["arm"][rows], self.cols["seed"][rows].astype(float),
-                                               self.cols[metric][rows].astype(float), paired)
-        return self._fits[key]
+    def stratum(self, arm: str) -> str:
+        strata = self.runs(arm)["stratum"]
+        return str(strata[0]) if len(strata) else ""
+
+    def _units(self, metric: str) -> dict[str, tuple[float, int, str]]:
+        """Each arm's own variance of ``metric``, its degrees of freedom and stratum: the arms
+        with two finite runs and, for a time, none censored."""
+        if metric not in self._unit_cache:
+            out = {}
+            for name, runs in self._arms.items():
+                y = runs[metric].astype(float)
+                y = y[np.isfinite(y)]
+                if len(y) >= 2 and not (METRICS[metric]["censored"] and runs["censored"].any()):
+                    out[name] = (float(np.var(y, ddof=1)), len(y) - 1, str(runs["stratum"][0]))
+            self._unit_cache[metric] = out
+        return self._unit_cache[metric]
+
+    def arm_prior(self, metric: str, stratum: str, without: str | None = None) -> model.Prior:
+        """The prior of the own variances of ``metric`` of the arms of ``stratum`` but
+        ``without`` (an arm is moderated toward its neighbours, not toward itself); the
+        metric's over every stratum when the stratum has too few such arms."""
+        key = (metric, stratum, without)
+        if key not in self._arm_priors:
+            mod = self.rules.moderation
+            units = {a: u for a, u in self._units(metric).items() if a != without}
+            mine = [u for u in units.values() if u[2] == stratum]
+            self._arm_priors[key] = model.Prior()
+            for group, what in ((mine, f"; {stratum} arms"), (list(units.values()), "; all arms")):
+                if len(group) >= mod.min_arms:
+                    s2 = np.array([u[0] for u in group])
+                    df = np.array([u[1] for u in group], float)
+                    self._arm_priors[key] = model.fit_prior(
+                        s2, df, max_df=df.sum(), what=f"{what} ({len(s2)})", cautious=mod.cautious,
+                        robust=(mod.outlier, mod.full_weight))
+                    break
+        return self._arm_priors[key]
 
 
 def _no_runs(arm: str) -> str:
     return (f"no runs of {arm} in this study's grid (config/paper.yaml runs every twin the "
             "claims need)")
-
-
-def _no_variance(fit: model.Fit) -> str:
-    if fit.df <= 0:
-        return "one run per arm: no residual degrees of freedom to estimate the seed spread"
-    return "no spread between the runs' results to test with"
 
 
 def _diverged(runs: dict) -> int:
@@ -136,7 +174,7 @@ def _diverged(runs: dict) -> int:
 def _diverged_note(arms_runs) -> str:
     total = sum(len(r["diverged"]) for r in arms_runs)
     k = sum(_diverged(r) for r in arms_runs)
-    return f"; {k} of {total} runs diverged (left out of the model)" if k else ""
+    return f"; {k} of {total} runs diverged (left out)" if k else ""
 
 
 # ---------------------------------------------------------------- value claims
@@ -151,60 +189,66 @@ def _value_test(study: _Study, claim: dict) -> Test:
         test.reason = _no_runs(arm) if not len(sel["accuracy"]) else \
             f"every run of {arm} diverged or has no test accuracy"
         return test
-    test.n = len(acc)
+    test.n, test.note = len(acc), _diverged_note([sel])
     test.std = float(np.std(acc, ddof=1)) if len(acc) > 1 else math.nan
     test.estimate = float(acc.mean())
-    fit = study.fit("accuracy", frozenset(sel["stratum"].tolist()), paired=False)
-    if not fit.usable:
-        test.status, test.reason = "no_test", _no_variance(fit)
+    prior = study.arm_prior("accuracy", study.stratum(arm), without=arm)
+    run = model.one_run(acc, prior)
+    test.how, test.var = run.how, (run.se ** 2 / (1 / len(acc) + 1) if run.df > 0 else math.nan)
+    test.prior_df = prior.df
+    if not run.df > 0 or not run.se > 0:
+        test.status = "no_test"
+        test.reason = ("one run and no prior from other arms: nothing to estimate the seed "
+                       "spread with" if run.df <= 0 else "no spread between the runs' results to test with")
         return test
-    mean, se = fit.prediction(arm)
-    margin, paper = study.rules["margin"], float(claim["paper"])
-    gap = paper - mean
-    df = fit.df
+    margin, paper = study.rules.margin, float(claim["paper"])
+    gap = paper - run.estimate
+    se, df = run.se, run.df
     # two one-sided tests: within the margin (both must reject), beyond it (either side)
     p_within = max(model.t_sf((gap + margin) / se, df), model.t_sf((margin - gap) / se, df))
     p_beyond = min(1.0, 2 * min(model.t_sf((gap - margin) / se, df),
                                 model.t_sf(-(gap + margin) / se, df)))
     q = model.t_ppf(1 - study.alpha, df)
-    test.estimate, test.se, test.df = mean, se, df
-    test.ci = (mean - q * se, mean + q * se)
-    test.extra = {"gap": gap, "within": abs(gap) < margin, "cov": float(fit.cov[fit.index(arm), fit.index(arm)]),
-                  "scale": fit.scale, "arms": len(fit.arms),
-                  "note": _diverged_note([sel])}
+    test.estimate, test.se, test.df, test.gap = run.estimate, se, df, gap
+    test.ci = (run.estimate - q * se, run.estimate + q * se)
+    test.values["within"] = abs(gap) + q * se
     test.p = float(p_within if abs(gap) < margin else p_beyond)
     return test
 
 
 def _decide_value(study: _Study, t: Test) -> None:
-    claim, margin = t.claim, study.rules["margin"]
+    claim, margin = t.claim, study.rules.margin
     conf = 1 - 2 * study.alpha
+    # the bound at the level Holm's correction leaves this claim: reproduced iff it is <= margin
+    level = study.alpha * t.p / t.p_adj if t.p_adj > 0 else study.alpha
+    holm_bound = abs(t.gap) + model.t_ppf(1 - level, t.df) * t.se
     interval = (f"the paper's {float(claim['paper']):.2f} against our {conf:.0%} prediction "
-                f"interval for one run [{t.ci[0]:.2f}, {t.ci[1]:.2f}] (margin ± {margin:g}, "
-                f"adjusted p = {t.p_adj:.3g})")
-    note = t.extra.get("note", "")
+                f"interval for one run [{t.ci[0]:.2f}, {t.ci[1]:.2f}]: within ± "
+                f"{t.values['within']:.2f} points at {conf:.0%}, ± {holm_bound:.2f} at the level "
+                f"Holm's correction leaves it (margin ± {margin:g}, adjusted p = {t.p_adj:.3g})")
+    within = abs(t.gap) < margin
     if not t.p_adj < study.alpha:
         t.verdict = INCONCLUSIVE
         t.reason = (f"neither shown within nor beyond ± {margin:g} points of the paper: "
-                    f"{interval}{note}")
-    elif t.extra["within"] and _diverged(study.runs(t.a)):
+                    f"{interval}{t.note}")
+    elif within and _diverged(study.runs(t.a)):
         t.verdict = INCONCLUSIVE
-        t.reason = f"within the margin, but the recipe diverged in some runs: {interval}{note}"
-    elif t.extra["within"]:
-        t.verdict, t.reason = REPRODUCED, f"shown within ± {margin:g} points: {interval}{note}"
+        t.reason = f"within the margin, but the recipe diverged in some runs: {interval}{t.note}"
+    elif within:
+        t.verdict, t.reason = REPRODUCED, f"shown within ± {margin:g} points: {interval}{t.note}"
     else:
         sel = study.runs(t.a)
         if claim.get("scale") and not sel["at_scale"].astype(bool).all():
             t.verdict = INCONCLUSIVE
             t.reason = (f"beyond the margin, but the runs train below the paper's budget "
                         f"({_budget(sel)}), which cannot refute a number reached at its full "
-                        f"budget: {interval}{note}")
+                        f"budget: {interval}{t.note}")
         elif claim.get("scale") and sel["still_rising"].astype(bool).any():
             t.verdict = INCONCLUSIVE
-            t.reason = f"beyond the margin, but the validation curve is still rising: {interval}{note}"
+            t.reason = f"beyond the margin, but the validation curve is still rising: {interval}{t.note}"
         else:
             t.verdict = NOT_REPRODUCED
-            t.reason = f"shown beyond ± {margin:g} points: {interval}{note}"
+            t.reason = f"shown beyond ± {margin:g} points: {interval}{t.note}"
 
 
 # ---------------------------------------------------------------- comparisons
@@ -230,7 +274,9 @@ def _mcnemar(study: _Study, ra: dict, rb: dict, seeds) -> str:
             f"McNemar p = {p:.3g}")
 
 
-def _pair_test(study: _Study, claim: dict, a: str, b: str) -> Test:
+def _pair_setup(study: _Study, claim: dict, a: str, b: str) -> Test:
+    """A comparison's own runs: the per-seed differences on common seeds (or the two arms'
+    runs, for Welch), censoring, divergence and the McNemar counts; no test yet."""
     test = Test(claim, a, b)
     metric = claim["metric"]
     sign = 1.0 if claim["better"] == "higher" else -1.0
@@ -240,49 +286,75 @@ def _pair_test(study: _Study, claim: dict, a: str, b: str) -> Test:
     if missing:
         test.status, test.reason = UNTESTED, "; ".join(_no_runs(x) for x in missing)
         return test
+    test.note = _diverged_note([ra, rb])
     empty = [x for x, y in ((a, ya), (b, yb)) if not np.isfinite(y).any()]
     if empty:
         test.status = "no_test"
         test.reason = "; ".join(f"no run of {x} has a {METRICS[metric]['label']} (diverged or "
                                 "missing)" for x in empty)
-        test.extra = {"note": _diverged_note([ra, rb])}
         return test
-    seeds, ia, ib = np.intersect1d(ra["seed"][np.isfinite(ya)], rb["seed"][np.isfinite(yb)],
-                                   return_indices=True)
-    if not len(seeds):
-        test.status, test.reason = UNTESTED, f"no runs of {a} and {b} on common seeds"
-        return test
-    fa, fb = ya[np.isfinite(ya)], yb[np.isfinite(yb)]
-    diffs = sign * (fa[ia] - fb[ib])
-    test.n = len(seeds)
-    test.std = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
-    test.extra = {"diffs": diffs, "note": _diverged_note([ra, rb]),
-                  "censored_a": METRICS[metric]["censored"] and bool(ra["censored"].astype(bool).any()),
-                  "censored_b": METRICS[metric]["censored"] and bool(rb["censored"].astype(bool).any()),
-                  "mcnemar": _mcnemar(study, ra, rb, seeds) if metric == "accuracy" else ""}
-    fit = study.fit(metric, frozenset(ra["stratum"].tolist()) | frozenset(rb["stratum"].tolist()),
-                    paired=True)
-    test.estimate = float(np.mean(diffs))
-    if not fit.usable:
-        test.status, test.reason = "no_test", _no_variance(fit)
-        return test
-    est, se = fit.contrast(a, b)
-    est *= sign
-    res = model.t_test(est, se, fit.df, study.rules["confidence"])
-    test.estimate, test.se, test.df, test.p = est, se, fit.df, res["p_value"]
-    test.ci = (res["ci_low"], res["ci_high"])
-    test.extra["arms"] = len(fit.arms)
+    censored = METRICS[metric]["censored"]
+    test.censored_a = censored and bool(ra["censored"].astype(bool).any())
+    test.censored_b = censored and bool(rb["censored"].astype(bool).any())
+    fa, fb = np.isfinite(ya), np.isfinite(yb)
+    seeds, ia, ib = np.intersect1d(ra["seed"][fa], rb["seed"][fb], return_indices=True)
+    if len(seeds) >= 2:
+        test.diffs = sign * (ya[fa][ia] - yb[fb][ib])
+        test.n = len(seeds)
+        test.std = float(np.std(test.diffs, ddof=1))
+        test.estimate = float(np.mean(test.diffs))
+        if metric == "accuracy":
+            test.mcnemar = _mcnemar(study, ra, rb, seeds)
+    else:  # Welch on each arm's own runs
+        test.values["a"], test.values["b"] = sign * ya[fa], sign * yb[fb]
+        test.n = int(min(fa.sum(), fb.sum()))
+        test.estimate = float(np.mean(test.values["a"]) - np.mean(test.values["b"]))
     return test
 
 
+def _contrast_prior(study: _Study, metric: str, a: str, b: str) -> model.Prior:
+    """The prior of a comparison's per-seed differences: the sum of the two arms' strata
+    priors, the variance of a difference of two runs that share no luck (the benefit of
+    pairing is not assumed: it comes from the comparison's own differences alone)."""
+    pa = study.arm_prior(metric, study.stratum(a), without=a)
+    pb = study.arm_prior(metric, study.stratum(b), without=b)
+    if not (pa.df > 0 and pb.df > 0):
+        return model.Prior()
+    where = study.stratum(a) if study.stratum(a) == study.stratum(b) else \
+        f"{study.stratum(a)} + {study.stratum(b)}"
+    return model.Prior(pa.var + pb.var, min(pa.df, pb.df), pa.units + pb.units,
+                       f"; two runs of the {where} arms' prior", pa.outlier, pa.full)
+
+
+def _pair_test(study: _Study, t: Test) -> None:
+    metric = t.claim["metric"]
+    if t.diffs is not None:
+        prior = _contrast_prior(study, metric, t.a, t.b)
+        c = model.paired(t.diffs, prior)
+        t.var, t.prior_df = c.se ** 2 * len(t.diffs) if c.df > 0 else math.nan, prior.df
+    else:
+        pa = study.arm_prior(metric, study.stratum(t.a), without=t.a)
+        pb = study.arm_prior(metric, study.stratum(t.b), without=t.b)
+        c = model.welch(t.values["a"], t.values["b"], pa, pb)
+        t.var, t.prior_df = c.se ** 2, min(pa.df, pb.df)
+    t.how = c.how
+    if not (c.df > 0 and c.se > 0):
+        t.status = "no_test"
+        t.reason = ("no spread between the runs' results to test with" if c.df > 0 else
+                    "one run per arm and no prior from other comparisons: nothing to estimate "
+                    "the seed spread with")
+        return
+    t.p, t.ci = c.test(study.rules.confidence)
+    t.estimate, t.se, t.df = c.estimate, c.se, c.df
+
+
 def _decide_pair(study: _Study, t: Test) -> None:
-    conf = study.rules["confidence"]
+    conf = study.rules.confidence
     unit = METRICS[t.claim["metric"]]["unit"]
     text = (f"{conf:.0%} interval [{t.ci[0]:+.2f}, {t.ci[1]:+.2f}] {unit}".rstrip()
             + f", adjusted p = {t.p_adj:.3g}")
-    diffs = t.extra["diffs"]
-    per_seed = ", ".join(f"{d:+.2f}" for d in diffs)
-    note = t.extra.get("note", "")
+    per_seed = ", ".join(f"{d:+.2f}" for d in t.diffs) if t.diffs is not None else ""
+    note = t.note
     if not t.p_adj < study.alpha:
         t.verdict, t.reason = INCONCLUSIVE, f"no difference shown after Holm's correction: {text}{note}"
         return
@@ -292,42 +364,46 @@ def _decide_pair(study: _Study, t: Test) -> None:
         t.verdict = INCONCLUSIVE
         t.reason = (f"{t.a if favours_a else t.b} diverged in {_diverged(winner)} of "
                     f"{len(winner['seed'])} runs: {text}{note}")
-    elif favours_a and t.extra["censored_a"]:
+    elif favours_a and t.censored_a:
         t.verdict = INCONCLUSIVE
         t.reason = f"{t.a} has runs that never reached the target (censored): {text}{note}"
-    elif not favours_a and t.extra["censored_b"]:
+    elif not favours_a and t.censored_b:
         t.verdict = INCONCLUSIVE
         t.reason = f"{t.b} has runs that never reached the target (censored): {text}{note}"
-    elif not (np.all(diffs > 0) if favours_a else np.all(diffs < 0)):
+    elif t.diffs is not None and not (np.all(t.diffs > 0) if favours_a else np.all(t.diffs < 0)):
         t.verdict = INCONCLUSIVE
         t.reason = f"the seeds disagree (per-seed differences {per_seed}): {text}{note}"
     else:
         t.verdict = REPRODUCED if favours_a else CONTRADICTED
-        t.reason = f"{text}; every seed agrees ({per_seed}){note}"
+        agree = f"every seed agrees ({per_seed})" if t.diffs is not None else "unpaired runs"
+        t.reason = f"{text}; {agree}{note}"
 
 
 # ---------------------------------------------------------------- power
-def _power(study: _Study, t: Test, family_size: int) -> tuple[float, int | None]:
+def _power(study: _Study, t: Test, family_size: int) -> tuple[float, float, int | None]:
+    """(power to reproduce a value at the paper's number, smallest detectable difference of a
+    comparison, seeds that would decide the claim), at the family's level divided by its size."""
     if t.status != "ok" or not family_size:
-        return math.nan, None
-    alpha = study.alpha / max(family_size, 1)
-    want, cap = study.rules["power"], study.rules["max_seeds"]
-    n = t.n
-    if t.b is None:  # a value: one-sided tests against the margin
-        margin = study.rules["margin"]
-        detect = margin + power.detectable(t.se, t.df, alpha, want, two_sided=False)
-        effect = abs(abs(t.extra["gap"]) - margin)
-        cov, scale, k = t.extra["cov"], t.extra["scale"], t.extra["arms"]
-        seeds = power.seeds_to_decide(
-            effect, lambda m: math.sqrt(cov * n / m + scale), lambda m: t.df + k * (m - n),
-            alpha, want, n + 1, cap, two_sided=False)
+        return math.nan, math.nan, None
+    alpha = study.alpha / family_size
+    want, cap, n = study.rules.power, study.rules.max_seeds, t.n
+    if t.b is None:  # a value
+        margin = study.rules.margin
+        reach = power.tost_power(0.0, t.se, t.df, margin, alpha)
+
+        def decided(m: int) -> bool:
+            se, df = math.sqrt(t.var / m + t.var), t.prior_df + m - 1
+            return max(power.tost_power(t.gap, se, df, margin, alpha),
+                       power.beyond_power(t.gap, se, df, margin, alpha)) >= want
+
+        seeds = next((m for m in range(max(n + 1, 2), cap + 1) if decided(m)), None)
+        return reach, math.nan, seeds
+    detect = power.detectable(t.se, t.df, alpha, want)
+    if t.diffs is not None:
+        se_at, df_at = (lambda m: math.sqrt(t.var / m)), (lambda m: t.prior_df + m - 1)
     else:
-        detect = power.detectable(t.se, t.df, alpha, want)
-        k = t.extra["arms"]
-        seeds = power.seeds_to_decide(
-            t.estimate, lambda m: t.se * math.sqrt(n / m), lambda m: t.df + (k - 1) * (m - n),
-            alpha, want, n + 1, cap)
-    return detect, seeds
+        se_at, df_at = (lambda m: t.se * math.sqrt(n / m)), (lambda m: t.df + 2 * (m - n))
+    return math.nan, detect, power.seeds_to_decide(t.estimate, se_at, df_at, alpha, want, n + 1, cap)
 
 
 # ---------------------------------------------------------------- claims
@@ -365,10 +441,10 @@ def _row(claim: dict, **values) -> dict:
     return row
 
 
-def _test_name(claim: dict, margin: float, conf: float) -> str:
+def _test_name(claim: dict, shown: Test, margin: float) -> str:
     if claim["kind"] == "value":
-        return f"TOST ± {margin:g} points, {1 - 2 * (1 - conf):.0%} prediction interval of one run"
-    return f"paired t contrast (OLS arm + seed), {METRICS[claim['metric']]['label']}"
+        return f"TOST ± {margin:g} points; {shown.how}"
+    return f"{METRICS[claim['metric']]['label']}: {shown.how}"
 
 
 def _claim_row(study: _Study, claim: dict, tests: list[Test], family_size: int) -> dict:
@@ -397,28 +473,29 @@ def _claim_row(study: _Study, claim: dict, tests: list[Test], family_size: int) 
     else:
         shown = tests[0]
         verdict, p_adj, reason = shown.verdict, shown.p_adj, shown.reason
-    detect, seeds = _power(study, shown, family_size)
+    reach, detect, seeds = _power(study, shown, family_size)
     text = verdict + (at if verdict in (REPRODUCED, CONTRADICTED, NOT_REPRODUCED) else "")
     return _row(claim, ours=shown.estimate, std=shown.std, n=shown.n, ci_low=shown.ci[0],
-                ci_high=shown.ci[1], test=_test_name(claim, study.rules["margin"],
-                                                      study.rules["confidence"]),
+                ci_high=shown.ci[1], within=shown.values.get("within", math.nan),
+                test=_test_name(claim, shown, study.rules.margin) if shown.how else "",
                 p_value=shown.p, p_adjusted=p_adj, verdict=verdict, verdict_text=text,
-                scale=scale, reason=reason, detectable=detect,
+                scale=scale, reason=reason, power=reach, detectable=detect,
                 seeds_to_decide=(seeds if seeds is not None else pd.NA)
                 if verdict == INCONCLUSIVE and shown.status == "ok" else pd.NA,
-                mcnemar=shown.extra.get("mcnemar", ""))
+                mcnemar=shown.mcnemar)
 
 
 def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = None,
-          rules: dict | None = None, scale: str = "reduced", with_power: bool = True) -> pd.DataFrame:
+          rules=None, scale: str = "reduced", with_power: bool = True) -> pd.DataFrame:
     """One row per claim (``COLUMNS``): the paper's value, ours, the interval, raw and
     adjusted p, verdict, power and the number of seeds that would decide it.
 
-    ``runs`` is the per-run table (``runs.read_runs(...).table``; at least ``RUN_COLUMNS``,
-    accuracies in %); ``predictions`` maps (run id, "last" or "best") to the (labels,
-    predictions) arrays of the test set (the McNemar column); ``rules`` is the config's
-    ``verdicts`` block; ``scale`` the config's, for roles without a paper budget. Without
-    ``with_power`` the power columns are left empty.
+    ``runs`` is the per-run table (``runs.read_runs(...).table`` with the curve facts of
+    ``metrics.with_curve_facts``; at least ``RUN_COLUMNS``, accuracies in %); ``predictions``
+    maps (run id, "last" or "best") to the (labels, predictions) arrays of the test set (the
+    McNemar column); ``rules`` the config's ``verdicts`` block or a ``Rules``; ``scale`` the
+    config's, for roles without a paper budget. Without ``with_power`` the power columns are
+    left empty.
     """
     frame = pd.DataFrame(_rows(claims, runs, predictions, rules, scale, with_power),
                          columns=COLUMNS)
@@ -427,8 +504,7 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = Non
     return frame
 
 
-def verdicts(claims: list[dict], runs, rules: dict | None = None,
-             scale: str = "reduced") -> list[str]:
+def verdicts(claims: list[dict], runs, rules=None, scale: str = "reduced") -> list[str]:
     """The verdict of each claim, as ``judge`` gives it without power, without building the
     claims table: what the simulations of ``judge.calibration`` count. ``runs`` as ``judge``'s,
     or a mapping of its columns to arrays (``metrics.columns_of``)."""
@@ -441,11 +517,19 @@ def _rows(claims, runs, predictions, rules, scale, with_power) -> list[dict]:
     missing = [c for c in RUN_COLUMNS if c not in runs]
     if missing:
         raise CnnoptError(f"the runs table lacks column(s) {', '.join(missing)} to judge the claims")
-    rules = merged(rules)
+    rules = Rules.of(rules)
     claims = [with_defaults(c) for c in claims]
+    absent = sorted({c["metric"] for c in claims} - set(runs) - {"accuracy"})
+    if absent:
+        raise CnnoptError(f"the runs table lacks column(s) {', '.join(absent)} that claims "
+                          "measure (cnnopt.judge.metrics.with_curve_facts adds the curve facts)")
     study = _Study(measure_columns(runs, rules, scale), rules, predictions)
     tests = {c["id"]: ([_value_test(study, c)] if c["kind"] == "value"
-                       else [_pair_test(study, c, a, b) for a, b in pairs(c)]) for c in claims}
+                       else [_pair_setup(study, c, a, b) for a, b in pairs(c)]) for c in claims}
+    flat = [t for c in claims for t in tests[c["id"]]]
+    for t in flat:
+        if t.b is not None and t.status == "ok":
+            _pair_test(study, t)
     sizes = {}
     for family in dict.fromkeys([*FAMILIES, *(c["family"] for c in claims)]):
         members = [t for c in claims if c["family"] == family for t in tests[c["id"]]
@@ -455,12 +539,11 @@ def _rows(claims, runs, predictions, rules, scale, with_power) -> list[dict]:
             adjusted = holm([t.p for t in members], study.alpha)
             for t, p in zip(members, adjusted, strict=True):
                 t.p_adj = float(p)
-    for c in claims:
-        for t in tests[c["id"]]:
-            if t.status == "no_test":
-                t.verdict = INCONCLUSIVE
-            elif t.status == "ok":
-                (_decide_value if t.b is None else _decide_pair)(study, t)
+    for t in flat:
+        if t.status == "no_test":
+            t.verdict = INCONCLUSIVE
+        elif t.status == "ok":
+            (_decide_value if t.b is None else _decide_pair)(study, t)
     rows = [_claim_row(study, c, tests[c["id"]], sizes[c["family"]] if with_power else 0)
             for c in claims]
     # the paper's own difference for a comparison of two arms it reports values for
@@ -472,21 +555,24 @@ def _rows(claims, runs, predictions, rules, scale, with_power) -> list[dict]:
     return rows
 
 
-def strata(runs: pd.DataFrame, rules: dict | None = None, scale: str = "reduced") -> pd.DataFrame:
-    """Per stratum of the study: its roles, arms and runs, the pooled sd of test accuracy of
-    the paired and the unpaired model with their degrees of freedom, and the p of a test of
-    equal variances across its arms (``model.equal_variances``)."""
-    rules = merged(rules)
+def strata(runs: pd.DataFrame, rules=None, scale: str = "reduced") -> pd.DataFrame:
+    """Per stratum of the study: its roles, arms, runs and seeds, the prior of its arms' own
+    variances of test accuracy (sd and degrees of freedom, ``model.fit_prior``) and the range
+    of the arms' own sds (descriptive: with two seeds one sd rests on one degree of freedom)."""
+    rules = Rules.of(rules)
     m = measure(runs, rules, scale)
+    study = _Study({c: m[c].to_numpy() for c in m.columns}, rules, None)
     rows = []
     for name, frame in m.groupby("stratum", sort=False):
-        paired, unpaired = model.fit(frame, "accuracy", True), model.fit(frame, "accuracy", False)
-        test, p = model.equal_variances(frame, "accuracy")
+        own = frame.dropna(subset=["accuracy"]).groupby("arm", sort=False)["accuracy"].std(ddof=1).dropna()
+        prior = study.arm_prior("accuracy", name)
         rows.append({"stratum": name, "roles": ", ".join(dict.fromkeys(frame["role"])),
                      "arms": frame["arm"].nunique(), "runs": len(frame),
                      "seeds": frame["seed"].nunique(),
-                     "sd_paired": math.sqrt(paired.scale) if paired.usable else math.nan,
-                     "df_paired": paired.df,
-                     "sd_unpaired": math.sqrt(unpaired.scale) if unpaired.usable else math.nan,
-                     "df_unpaired": unpaired.df, "variance_test": test, "variance_p": p})
+                     "prior_sd": math.sqrt(prior.var) if prior.df > 0 else math.nan,
+                     "prior_df": prior.df if prior.df > 0 else math.nan,
+                     "own_sd_min": own.min() if len(own) else math.nan,
+                     "own_sd_median": own.median() if len(own) else math.nan,
+                     "own_sd_max": own.max() if len(own) else math.nan,
+                     "noisiest_arm": own.idxmax() if len(own) else ""})
     return pd.DataFrame(rows, columns=STRATA_COLUMNS)

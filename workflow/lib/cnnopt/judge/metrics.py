@@ -1,4 +1,5 @@
-"""What a claim measures on each run, from the per-run table (``runs.read_runs``).
+"""What a claim measures on each run, from the per-run table with its curve facts
+(``with_curve_facts``).
 
 ``measure`` turns the runs table into one row per run with an ``arm`` (optimizer/variant),
 its ``stratum`` (``verdicts.strata``), whether it trained at the paper's budget
@@ -10,7 +11,7 @@ its ``stratum`` (``verdicts.strata``), whether it trained at the paper's budget
 * ``epochs_to_target``, ``seconds_to_target``: time to the validation target (interpolated
   within the epoch); a run that never reaches it, diverged ones included, is *censored* at
   its planned budget (its planned epochs; its seconds per epoch times them);
-* ``gap``, ``val_accuracy_volatility``, ``val_loss_volatility``: the curve facts (runs.py).
+* ``gap``, ``val_accuracy_volatility``, ``val_loss_volatility``: the curve facts (``curve_facts``).
 
 A diverged run has no accuracy or curve facts here (NaN): the model leaves it out, so that one
 blow-up does not swamp the pooled spread of a whole stratum; the judges say how many runs of
@@ -24,6 +25,8 @@ import math
 
 import numpy as np
 import pandas as pd
+
+from cnnopt.judge.rules import Rules
 
 #: Each metric: what it is (for the report), its unit, and whether a run can be censored.
 METRICS = {
@@ -39,14 +42,6 @@ METRICS = {
     "val_loss_volatility": {"label": "sd of the epoch-to-epoch changes of validation loss",
                             "unit": "", "censored": False},
 }
-
-
-def stratum_of(role: str, strata: dict) -> str:
-    """The declared stratum of a role (a role in none is a stratum of its own)."""
-    for name, roles in strata.items():
-        if role in roles:
-            return name
-    return str(role)
 
 
 def columns_of(runs) -> dict[str, np.ndarray]:
@@ -88,25 +83,25 @@ def _text(cols: dict, column: str) -> np.ndarray:
     return cols[column].astype(str).astype(object)
 
 
-def measure(runs: pd.DataFrame, rules: dict, scale: str = "reduced") -> pd.DataFrame:
+def measure(runs: pd.DataFrame, rules: Rules, scale: str = "reduced") -> pd.DataFrame:
     """One row per run: run_id, arm, seed, role, stratum, epochs, at_scale, diverged,
     still_rising, censored (never reached the target) and every metric of ``METRICS``."""
     return pd.DataFrame(measure_columns(runs, rules, scale))
 
 
-def measure_columns(runs, rules: dict, scale: str = "reduced") -> dict[str, np.ndarray]:
+def measure_columns(runs, rules: Rules, scale: str = "reduced") -> dict[str, np.ndarray]:
     """``measure``'s columns as arrays of one length (what the judges index per arm); ``runs``
     as ``columns_of`` takes it."""
     cols = columns_of(runs)
     role = _text(cols, "role")
     last, best = _num(cols, "test_accuracy"), _num(cols, "test_accuracy_best")
-    wants_best = np.isin(role, list(rules["best_model_roles"])) & np.isfinite(best)
+    wants_best = np.isin(role, list(rules.best_model_roles)) & np.isfinite(best)
     epochs = _num(cols, "epochs")
     epochs_run = _num(cols, "epochs_run")
     reached = (_flag(cols, "reached_target") if "reached_target" in cols
                else np.isfinite(_num(cols, "epochs_to_target")))
     per_epoch = _num(cols, "train_seconds") / np.where(epochs_run > 0, epochs_run, math.nan)
-    paper_epochs = np.array([rules["paper_epochs"].get(r, math.nan) for r in role], float)
+    paper_epochs = np.array([rules.paper_epochs.get(r, math.nan) for r in role], float)
     full_data = (pd.isna(cols["max_train_images"]) if "max_train_images" in cols
                  else np.ones(len(role), bool))
     at_scale = np.where(np.isnan(paper_epochs), scale == "paper",
@@ -119,7 +114,7 @@ def measure_columns(runs, rules: dict, scale: str = "reduced") -> dict[str, np.n
                                                      strict=True)], dtype=object),
         "seed": _num(cols, "seed"),
         "role": role,
-        "stratum": np.array([stratum_of(r, rules["strata"]) for r in role], dtype=object),
+        "stratum": np.array([rules.stratum_of(r) for r in role], dtype=object),
         "epochs": epochs,
         "at_scale": at_scale.astype(bool),
         "diverged": diverged,
@@ -133,3 +128,72 @@ def measure_columns(runs, rules: dict, scale: str = "reduced") -> dict[str, np.n
         "val_accuracy_volatility": _num(cols, "val_accuracy_volatility") * kept,
         "val_loss_volatility": _num(cols, "val_loss_volatility") * kept,
     }
+
+
+# ---------------------------------------------------------------- the curve facts
+#: The per-run facts that depend on the decision rules, read from each run's history (see
+#: ``curve_facts``); ``with_curve_facts`` adds them to the runs table (runs.csv).
+CURVE_COLUMNS = ("epochs_to_target", "seconds_to_target", "reached_target", "still_rising", "gap",
+                 "val_accuracy_volatility", "val_loss_volatility")
+#: Where runs.csv has them: these after ``final_val_accuracy``, the rest at the end.
+_AFTER_FINAL_VAL = ("epochs_to_target", "seconds_to_target", "still_rising")
+
+
+def curve_facts(history: pd.DataFrame, rules, chance: float = 10.0) -> dict:
+    """What the claims read from a run's curves (percent points where accuracies):
+
+    * ``epochs_to_target``, ``seconds_to_target``: when the validation accuracy first reaches
+      ``rules.val_target``, interpolated linearly within that epoch (epoch 0 at ``chance``,
+      the accuracy of a guess), in epochs and in training seconds; NaN and ``reached_target``
+      false when it never does (the judges censor such a run at its planned budget);
+    * ``still_rising``: the last epoch's validation accuracy is more than
+      ``rules.rising_points`` above the one ``rules.rising_epochs`` earlier (a curve too short
+      to tell counts as rising);
+    * ``gap``: training minus validation accuracy at the last epoch (overfitting);
+    * ``val_accuracy_volatility``, ``val_loss_volatility``: the standard deviation of the
+      epoch-to-epoch changes of the validation accuracy (points) and loss (NaN below 3 epochs).
+
+    ``history`` is a run's history.csv (``runs.read_history``); ``rules`` a ``Rules`` or a
+    ``verdicts`` block.
+    """
+    rules = Rules.of(rules)
+    val = pd.to_numeric(history["val_accuracy"], errors="coerce").to_numpy(float) * 100
+    val_loss = pd.to_numeric(history["val_loss"], errors="coerce").to_numpy(float)
+    elapsed = np.concatenate([[0.0], pd.to_numeric(history["elapsed"], errors="coerce").to_numpy(float)])
+    target = rules.val_target
+    hit = np.flatnonzero(val >= target)
+    epochs = seconds = math.nan
+    if len(hit):
+        k = int(hit[0])  # 0-based index of the first epoch at the target
+        before = val[k - 1] if k else chance
+        frac = 1.0 if val[k] <= before else float(np.clip((target - before) / (val[k] - before), 0, 1))
+        epochs = k + frac
+        seconds = float(elapsed[k] + frac * (elapsed[k + 1] - elapsed[k]))
+    k = rules.rising_epochs
+    rising = len(val) <= k or bool(val[-1] - val[-1 - k] > rules.rising_points)
+    train_acc = pd.to_numeric(history["accuracy"], errors="coerce").to_numpy(float) * 100
+    return {"epochs_to_target": epochs, "seconds_to_target": seconds,
+            "reached_target": bool(len(hit)), "still_rising": rising,
+            "gap": float(train_acc[-1] - val[-1]),
+            "val_accuracy_volatility": _volatility(val), "val_loss_volatility": _volatility(val_loss)}
+
+
+def _volatility(values: np.ndarray) -> float:
+    """The standard deviation of a curve's epoch-to-epoch changes (NaN below 3 epochs)."""
+    return float(np.std(np.diff(values), ddof=1)) if len(values) >= 3 else math.nan
+
+
+def with_curve_facts(runs, rules) -> pd.DataFrame:
+    """``runs.table`` (a ``runs.Runs``, ``runs.read_runs``) with the ``CURVE_COLUMNS`` of each
+    run under ``rules`` (a ``Rules`` or a ``verdicts`` block), in the column order of runs.csv:
+    the table the judges, Table 1 and runs.csv read."""
+    rules = Rules.of(rules)
+    table = runs.table
+    facts = pd.DataFrame([curve_facts(runs[r].history, rules, runs[r].chance)
+                          for r in table["run_id"]], columns=list(CURVE_COLUMNS), index=table.index)
+    rest = [c for c in CURVE_COLUMNS if c not in _AFTER_FINAL_VAL]
+    order = [c for c in table.columns if c not in CURVE_COLUMNS]
+    at = order.index("final_val_accuracy") + 1 if "final_val_accuracy" in order else len(order)
+    order = order[:at] + list(_AFTER_FINAL_VAL) + order[at:] + rest
+    return pd.concat([table.drop(columns=[c for c in CURVE_COLUMNS if c in table.columns]), facts],
+                     axis=1)[order]

@@ -53,3 +53,24 @@ def seeds_to_decide(effect: float, se_at: Callable[[int], float], df_at: Callabl
         if se > 0 and power_at(abs(effect) / se, df, alpha, two_sided) >= power:
             return n
     return None
+
+
+def tost_power(gap: float, se: float, df: float, margin: float, alpha: float) -> float:
+    """The chance that two one-sided tests at level ``alpha`` show a recipe within
+    ± ``margin`` of the paper's number when its true distance from it is ``gap`` (standard
+    error ``se`` on ``df`` degrees of freedom; the usual noncentral-t approximation: each
+    side fails independently of the other)."""
+    if not (df > 0 and se > 0 and math.isfinite(se)):
+        return math.nan
+    q = stats.t.ppf(1 - alpha, df)
+    fail = stats.nct.cdf(q, df, (margin - abs(gap)) / se) + stats.nct.cdf(q, df, (margin + abs(gap)) / se)
+    return float(min(1.0, max(0.0, 1.0 - fail)))
+
+
+def beyond_power(gap: float, se: float, df: float, margin: float, alpha: float) -> float:
+    """The chance of showing a recipe beyond ± ``margin`` of the paper's number (the nearer
+    side's one-sided test at ``alpha / 2``) when its true distance is ``gap``."""
+    if not (df > 0 and se > 0 and math.isfinite(se)):
+        return math.nan
+    q = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(q, df, (abs(gap) - margin) / se))

@@ -27,7 +27,7 @@ from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import Runs, optimizer_order, read_runs, shown_run
 from cnnopt.figures.names import FIGURES, figure_search, optimizer_figure_name
 from cnnopt.judge import decide
-from cnnopt.judge.verdicts import merged
+from cnnopt.judge.rules import Rules
 from cnnopt.report import future as report_future
 from cnnopt.report import tables as report_tables
 from cnnopt.report import text as report_text
@@ -113,7 +113,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
     abl = _read_csv(ablation_csv, "ablation")
     summ = _read_json(summary_json, "summary")
     manifest = _read_json(manifest_json, "data manifest")
-    runs = read_runs(run_dirs, config.get("verdicts"))
+    runs = read_runs(run_dirs)
     figs = _figure_map(figures)
     data = report_tables.data_section(manifest)
     best_id = (summ.get("best") or {}).get("run_id")
@@ -128,7 +128,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
                                             if strata_csv is not None else pd.DataFrame()),
         "calibration": report_tables.calibration_section(
             _read_csv(calibration_csv, "calibration") if calibration_csv is not None else None),
-        "rules": merged(config.get("verdicts")),
+        "rules": Rules.of(config.get("verdicts")),
         "deviations": report_text.deviation_rows(runs, config, data),
         "data": data,
         "models": report_tables.model_rows(runs),
@@ -171,7 +171,7 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
     """Write the self-contained HTML report to ``out_html``.
 
     ``tables`` maps "claims", "runs", "table1", "ablation" and "summary" to the aggregate
-    outputs (and, when present, "strata" and "calibration": the model's spread and the
+    outputs (and, when present, "strata" and "calibration": the arms' spread and the
     simulated operating characteristics), and "tuning_candidates", "tuned" and "tuned_claims" to the tuning tables when
     the config has searches; ``figures`` maps figure names (e.g. "final_accuracy", "optimizer_adam") to PNG
     paths, or is a list of PNG paths named by their stem; ``provenance`` is what

@@ -16,8 +16,8 @@ import yaml
 from cnnopt.common.paper import PAPER_TABLE1
 from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import Run, Runs, optimizer_order
+from cnnopt.judge import calibration
 from cnnopt.judge.metrics import METRICS
-from cnnopt.judge.verdicts import VERDICTS
 from cnnopt.report.formatting import isnum, percent
 from cnnopt.report.text import UPDATE_RULES, UPDATE_WORDS, data_notice, describe_model
 
@@ -151,38 +151,48 @@ def claim_rows(claims: pd.DataFrame) -> list[dict]:
 
 
 def strata_rows(strata: pd.DataFrame) -> list[dict]:
-    """The model's spread per stratum (strata.csv)."""
+    """The arms' spread per stratum (strata.csv)."""
     return records(strata) if len(strata) else []
 
 
 def calibration_section(table: pd.DataFrame | None) -> dict:
-    """The operating characteristics (calibration.csv) as rows of verdict rates, and a
-    sentence on what they say."""
+    """The operating characteristics (calibration.csv): per case, seed sd and seed count the
+    worst claim's and the worst family's rate of false verdicts and the values' power; the
+    power table; and sentences on what they say."""
+    empty = {"rows": [], "power_rows": [], "power_columns": [], "limit": 0.05,
+             "text": "No calibration was run."}
     if table is None or table.empty:
-        return {"rows": [], "verdicts": [], "offset": 3, "text": "No calibration was run."}
-    wide = (table.pivot_table(index=["sd", "n", "studies", "family", "kind", "truth"],
-                              columns="verdict", values="rate", aggfunc="first", fill_value=0.0)
-            .reset_index())
-    order = [v for v in (*VERDICTS, "any false verdict") if v in wide.columns]
-    null = table[(table["truth"] == "no difference") &
-                 table["verdict"].isin(["reproduced", "contradicted"])]
-    worst = null.groupby(["sd", "kind"])["rate"].sum().max() if len(null) else float("nan")
-    fam = table[(table["kind"] == "family (any false)") & (table["family"] == "comparisons")]
-    far = table[(table["truth"] == "beyond the margin") & (table["verdict"] == "reproduced")]
-    power = table[(table["truth"] == "true effect 2") & (table["verdict"] == "reproduced")
-                  & (table["kind"] == "greater")]
-    n = int(table["n"].iloc[0])
-    text = (f"Simulated at this study's {n} seeds per arm and each stratum's observed spread: "
-            f"under no true difference a comparison is called reproduced or contradicted in at "
-            f"most {percent(worst)} of simulated claims, and a family of comparisons has any false "
-            f"verdict in at most {percent(fam['rate'].max() if len(fam) else float('nan'))} of "
-            f"studies (Holm). A value truly 3 points from the paper's is called reproduced in "
-            f"{percent(far['rate'].max() if len(far) else 0.0)} of claims. A true difference of 2 "
-            f"points is found in {percent(power['rate'].min() if len(power) else 0.0)} to "
-            f"{percent(power['rate'].max() if len(power) else 0.0)} of claims: with few seeds, "
-            "most real effects of that size stay inconclusive.")
-    rows = [r | {v: r.get(v) for v in order} for r in records(wide)]
-    return {"rows": rows, "verdicts": order, "offset": 3, "text": text}
+        return empty
+    rates = calibration.false_rates(table)
+    power = calibration.power_table(table)
+    limit = float(rates["mc_limit"].max())
+    rows = [r | {"case_text": calibration.CASE_TEXT.get(r["case"], r["case"]),
+                 "over": max(r["worst_claim_rate"], r["worst_family_rate"]) > r["mc_limit"]}
+            for r in records(rates)]
+    held = [c for c in dict.fromkeys(rates["case"]) if not any(r["over"] for r in rows if r["case"] == c)]
+    broken = [c for c in dict.fromkeys(rates["case"]) if c not in held]
+    model = rates[rates["case"] == "model"]
+    effect = power.loc[power.index.get_level_values("truth") == "true effect 5"] if len(power) else power
+    text = (f"Simulated on this study's own claims and arms, {int(rates['studies'].min())} studies "
+            f"per setting. The rules keep false verdicts within {percent(limit)} (5 % plus Monte "
+            f"Carlo error) per claim and per family in these cases: "
+            f"{'; '.join(calibration.CASE_TEXT[c] for c in held) or 'none'}. "
+            + (f"They do not in these: {'; '.join(calibration.CASE_TEXT[c] for c in broken)} "
+               f"(worst claim {percent(rates[rates['case'].isin(broken)]['worst_claim_rate'].max())}, "
+               "worst family "
+               f"{percent(rates[rates['case'].isin(broken)]['worst_family_rate'].max())}): with two or "
+               "three seeds one arm far noisier than its neighbours cannot be told from bad luck, "
+               "and a verdict on such an arm's claims deserves more seeds. " if broken else "")
+            + (f"A recipe exactly at the paper's number is reproduced in "
+               f"{percent(model['values_power'].min())} to {percent(model['values_power'].max())} "
+               "of studies (the seed sd and seed count set it: see the table). " if len(model) else "")
+            + (f"A true difference of 5 points is found in {percent(effect.to_numpy().min())} to "
+               f"{percent(effect.to_numpy().max())} of claims." if len(effect) else ""))
+    columns = list(power.columns)
+    power_rows = [{"kind": kind, "truth": truth, "values": [float(v) for v in power.loc[(kind, truth)]]}
+                  for kind, truth in power.index]
+    return {"rows": rows, "power_rows": power_rows, "power_columns": columns, "limit": limit,
+            "text": text}
 
 
 def run_rows(runs_df: pd.DataFrame) -> list[dict]:

@@ -15,7 +15,8 @@ import yaml
 from cnnopt.common.paper import PAPER_BASELINE, PAPER_TABLE1
 from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import Run, Runs, shown_run
-from cnnopt.judge.verdicts import VERDICTS, merged
+from cnnopt.judge.rules import Rules
+from cnnopt.judge.verdicts import VERDICTS
 from cnnopt.report.formatting import DASH, count, duration, fmt, isnum, pm, signed
 
 #: Update rules, written out in plain text (Unicode math), per Keras optimizer name.
@@ -325,6 +326,7 @@ def deviation_rows(runs: Runs, config: dict, data: dict) -> list[dict]:
     final = by_role.get("final") or [{}]
     sched = final[0].get("schedule") or {}
     model = final[0].get("model") or {}
+    rules = Rules.of(config.get("verdicts"))
     values = {
         "data_name": data.get("name", DASH),
         "validation_size": count(config.get("validation_size")),
@@ -344,8 +346,7 @@ def deviation_rows(runs: Runs, config: dict, data: dict) -> list[dict]:
         "dropout": f"dropout {model.get('conv_dropout', 0)} after each conv block and "
                    f"{model.get('dropout', 0)} after the dense layer in every final recipe",
         "seeds": len(config.get("seeds") or []) or DASH,
-        "margin": f"{merged(config.get('verdicts'))['margin']:g}",
-        "val_target": f"{merged(config.get('verdicts'))['val_target']:g}",
+        "margin": f"{rules.margin:g}", "val_target": f"{rules.val_target:g}",
     }
     return [{"topic": d["topic"], "paper": d["paper"], "ours": d["ours"].format_map(_Missing(values))}
             for d in yaml.safe_load(text)]

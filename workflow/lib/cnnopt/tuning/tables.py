@@ -18,7 +18,8 @@ from cnnopt.common.paper import PAPER_TABLE1
 from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import read_runs
 from cnnopt.config.searches import tuned_variant
-from cnnopt.judge import decide
+from cnnopt.judge import decide, metrics
+from cnnopt.judge.rules import Rules
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +91,19 @@ def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str])
 
 
 def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_tuned, out_claims,
-           rules: dict | None = None, scale: str = "reduced") -> pd.DataFrame:
+           rules: Rules | dict | None = None, scale: str = "reduced") -> pd.DataFrame:
     """Write the candidates table, the tuned comparison and its verdicts; return the claims.
 
     ``choice_files`` are the selection files of :func:`select`, ``run_dirs`` the folders of
     the tuned runs (with their evaluation.json), ``labels`` each search's label. The verdicts
     (``judge.decide.judge``, the rules of the claims table) say whether the paper's ranking of the
-    optimizers survives when each gets the same tuning budget.
+    optimizers survives when each gets the same tuning budget. ``rules`` are the decision
+    rules (a ``Rules``, or the config's ``verdicts`` block).
     """
+    rules = Rules.of(rules)
     choices = [files.read_json(p) for p in choice_files]
-    read = read_runs(run_dirs, rules)
-    runs = read.table
+    read = read_runs(run_dirs)
+    runs = metrics.with_curve_facts(read, rules)
     claims = []
     for search in dict.fromkeys(c["search"] for c in choices):
         present = [c["optimizer"] for c in choices if c["search"] == search]
