@@ -388,3 +388,22 @@ def test_the_arms_spread_and_the_calibration_are_shown(html, inputs):
     power = _section(cal, '<table id="power-table">', "</table>")
     assert power.count("<tr>") - 1 == len(calibration.power_table(table))
     assert "Simulated on this study" in cal
+
+
+@pytest.mark.parametrize("model, words, not_words", [
+    ({"architecture": "tutorial"}, ["TensorFlow tutorial CNN"], ["residual"]),
+    ({"architecture": "blocks", "filters": [32, 64], "dense": [128], "dropout": 0.5},
+     ["2 convolutional block(s)", "max-pooling", "dropout 0.5"], ["residual"]),
+    ({"architecture": "resnet", "filters": [16, 32, 64], "depth": 20, "l2": 1e-4},
+     ["ResNet-20", "3 residual block(s)", "global average pooling", "L2 penalty 0.0001"],
+     ["convolutional block(s), each followed by 2\u00d72 max-pooling"]),
+    ({"architecture": "fast", "filters": [64, 128], "convs_per_block": 2, "stem": 32},
+     ["fast CNN", "stem of 32 filters", "2 block(s)", "global max pooling"], ["residual"]),
+])
+def test_every_architecture_is_described_as_it_is_built(model, words, not_words):
+    from cnnopt.common.registry import ARCHITECTURES
+    from cnnopt.report.text import describe_model
+
+    assert model["architecture"] in ARCHITECTURES
+    text = describe_model(model)
+    assert all(w in text for w in words) and not any(w in text for w in not_words), text

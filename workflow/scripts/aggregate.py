@@ -11,21 +11,21 @@ snakemake.log[0]             the rule log
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt.common import logs  # noqa: E402
-from cnnopt.judge.aggregate import aggregate  # noqa: E402
-from cnnopt.judge.rules import Rules  # noqa: E402
+from cnnopt.common import logs
+from cnnopt.judge.aggregate import aggregate
+from cnnopt.judge.rules import Rules
 
-logs.setup(snakemake.log[0])  # noqa: F821
+logs.setup(snakemake.log[0])
 aggregate(
-    [Path(p).parent for p in snakemake.input.metrics],  # noqa: F821
-    snakemake.output.runs,  # noqa: F821
-    snakemake.output.table1,  # noqa: F821
-    snakemake.output.ablation,  # noqa: F821
-    snakemake.output.summary,  # noqa: F821
-    snakemake.output.claims,  # noqa: F821
-    snakemake.output.strata,  # noqa: F821
-    rules=Rules.of(dict(snakemake.params.verdicts)),  # noqa: F821
-    scale=snakemake.params.scale,  # noqa: F821
+    [Path(p).parent for p in snakemake.input.metrics],
+    snakemake.output.runs,
+    snakemake.output.table1,
+    snakemake.output.ablation,
+    snakemake.output.summary,
+    snakemake.output.claims,
+    snakemake.output.strata,
+    rules=Rules.of(dict(snakemake.params.verdicts)),
+    scale=snakemake.params.scale,
 )

@@ -9,15 +9,15 @@ snakemake.log[0]          the rule log
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt.common import logs  # noqa: E402
-from cnnopt.judge.calibration import calibrate, read_runs_table  # noqa: E402
-from cnnopt.judge.claims import load_claims  # noqa: E402
-from cnnopt.judge.rules import Rules  # noqa: E402
+from cnnopt.common import logs
+from cnnopt.judge.calibration import calibrate, read_runs_table
+from cnnopt.judge.claims import load_claims
+from cnnopt.judge.rules import Rules
 
-log = logs.setup(snakemake.log[0])  # noqa: F821
-table = calibrate(load_claims(), read_runs_table(snakemake.input.runs),  # noqa: F821
-                  Rules.of(dict(snakemake.params.verdicts)), snakemake.output[0],  # noqa: F821
-                  workers=snakemake.threads)  # noqa: F821
+log = logs.setup(snakemake.log[0])
+table = calibrate(load_claims(), read_runs_table(snakemake.input.runs),
+                  Rules.of(dict(snakemake.params.verdicts)), snakemake.output[0],
+                  workers=snakemake.threads)
 log.info("calibration: %d rows of operating characteristics", len(table))

@@ -15,17 +15,17 @@ snakemake.log[0]                   the rule log
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-from cnnopt.common import logs  # noqa: E402
-from cnnopt.figures.draw import FIGURES, figure_optimizer, make_all  # noqa: E402
+from cnnopt.common import logs
+from cnnopt.figures.draw import FIGURES, figure_optimizer, make_all
 
-logs.setup(snakemake.log[0])  # noqa: F821
+logs.setup(snakemake.log[0])
 make_all(
-    [Path(p).parent for p in snakemake.input.metrics],  # noqa: F821
-    snakemake.input.table1,  # noqa: F821
-    snakemake.input.summary,  # noqa: F821
-    {name: getattr(snakemake.output, name) for name in FIGURES},  # noqa: F821
-    {figure_optimizer(name): path for name, path in snakemake.output.items()  # noqa: F821
+    [Path(p).parent for p in snakemake.input.metrics],
+    snakemake.input.table1,
+    snakemake.input.summary,
+    {name: getattr(snakemake.output, name) for name in FIGURES},
+    {figure_optimizer(name): path for name, path in snakemake.output.items()
      if figure_optimizer(name)},
 )

@@ -16,26 +16,26 @@ snakemake.log[0]          the rule log
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))  # noqa: F821
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
-import snakemake as _smk  # noqa: E402
+import snakemake as _smk
 
-from cnnopt.common import logs  # noqa: E402
-from cnnopt.common.provenance import collect_provenance  # noqa: E402
-from cnnopt.report.html import render  # noqa: E402
+from cnnopt.common import logs
+from cnnopt.common.provenance import collect_provenance
+from cnnopt.report.html import render
 
-logs.setup(snakemake.log[0])  # noqa: F821
-tables = {Path(p).stem: p for p in snakemake.input.tables}  # noqa: F821
+logs.setup(snakemake.log[0])
+tables = {Path(p).stem: p for p in snakemake.input.tables}
 render(
-    template_path=snakemake.input.template,  # noqa: F821
+    template_path=snakemake.input.template,
     tables=tables,
-    figures=list(snakemake.input.figures),  # noqa: F821
-    run_dirs=[Path(p).parent for p in snakemake.input.metrics],  # noqa: F821
-    manifest_json=snakemake.input.manifest,  # noqa: F821
-    config=dict(snakemake.params.config),  # noqa: F821
-    out_html=snakemake.output[0],  # noqa: F821
+    figures=list(snakemake.input.figures),
+    run_dirs=[Path(p).parent for p in snakemake.input.metrics],
+    manifest_json=snakemake.input.manifest,
+    config=dict(snakemake.params.config),
+    out_html=snakemake.output[0],
     provenance=collect_provenance(
-        Path(snakemake.scriptdir).parents[1],  # noqa: F821
+        Path(snakemake.scriptdir).parents[1],
         getattr(_smk, "__version__", None),
     ),
 )

@@ -79,6 +79,32 @@ def describe_model(model: dict) -> str:
                 "\u2192 Dense 64 (ReLU) \u2192 Dense softmax; no dropout, batch norm or L2.")
     filters = model.get("filters") or []
     k = model.get("convs_per_block", 1)
+    if model.get("architecture") == "resnet":
+        depth = model.get("depth", 20)
+        parts = [f"ResNet-{depth} (He et al.'s CIFAR ResNet): a Conv 3\u00d73 \u2192 BatchNorm "
+                 f"\u2192 ReLU stem, then three stages of {(depth - 2) // 6} residual block(s) of "
+                 f"two Conv 3\u00d73 \u2192 BatchNorm with an identity shortcut ("
+                 + ", ".join(f"{f} filters" for f in filters)
+                 + "; the later stages halve the size with stride 2 and a 1\u00d71 projection "
+                 "shortcut), global average pooling, softmax output"]
+    elif model.get("architecture") == "fast":
+        parts = ["fast CNN"]
+        if model.get("stem"):
+            parts.append(f"a Conv 3\u00d73 \u2192 BatchNorm \u2192 ReLU stem of {model['stem']} filters")
+        parts.append(f"{len(filters)} block(s) of Conv 3\u00d73 \u2192 2\u00d72 max-pooling \u2192 "
+                     f"BatchNorm \u2192 ReLU" + (f", then {k - 1} more Conv-BatchNorm-ReLU" if k > 1 else "")
+                     + " (" + ", ".join(f"{f} filters" for f in filters) + ")")
+        parts.append("global max pooling" + (f", dropout {model['dropout']}" if model.get("dropout") else "")
+                     + ", softmax output")
+    else:
+        parts = _blocks(model, filters, k)
+    if model.get("l2"):
+        parts.append(f"L2 penalty {model['l2']:g} on every kernel")
+    return "; ".join(parts) + "."
+
+
+def _blocks(model: dict, filters: list, k: int) -> list[str]:
+    """The paper's family (``blocks``): conv blocks with max pooling, dense layers, softmax."""
     bn = bool(model.get("batch_norm"))
     conv = "Conv 3\u00d73" + (" \u2192 BatchNorm" if bn else "") + " \u2192 ReLU"
     blocks = ", ".join(f"{k}\u00d7[{conv}] ({f} filters)" for f in filters)
@@ -91,9 +117,7 @@ def describe_model(model: dict) -> str:
                      + (" with batch norm" if bn else "") + ", ReLU"
                      + (f" and dropout {model.get('dropout')}" if model.get("dropout") else ""))
     parts.append("softmax output")
-    if model.get("l2"):
-        parts.append(f"L2 penalty {model['l2']:g} on every kernel")
-    return "; ".join(parts) + "."
+    return parts
 
 
 def curve_caption(run: Run) -> str:
