@@ -435,7 +435,7 @@ def test_the_claims_file_is_complete_and_names_only_known_families_and_metrics()
 
 @pytest.mark.parametrize("text, message", [
     ("- {id: a, family: values, kind: sum, claim: x, where: y}", "kind must be one of"),
-    ("- {id: a, family: nope, kind: greater, a: x/y, b: x/z, claim: x, where: y}", "family must be"),
+    ("- {id: a, family: nope, kind: greater, a: x/y, b: x/z, claim: x, where: y}", "family .nope. is not declared"),
     ("- {id: a, family: curves, kind: greater, a: x/y, b: x/z, claim: x, where: y, metric: joy}", "metric must be"),
     ("- {id: a, family: values, kind: value, run: x/y, claim: x, where: y}", "the paper reports no number for x/y"),
 ])
@@ -451,3 +451,25 @@ def test_the_runs_table_must_have_the_judged_columns():
     runs = study({"adam/final": [80.0, 81.0], "sgd/final": [79.0, 80.0]})
     with pytest.raises(CnnoptError, match="epochs_to_target.*with_curve_facts"):
         decide.judge([FASTER], runs.drop(columns=[c for c in runs if c == "epochs_to_target"]))
+
+
+def test_a_claims_file_of_ones_own_declares_its_families_and_names_its_arms(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("families: [mine]\nclaims:\n  - {id: x, family: mine, kind: greater, "
+                    "a: adam/final, b: sgd/final, claim: c, where: w}\n")
+    claims = judge_claims.read_claims(path)
+    assert [c["id"] for c in claims] == ["x"] and claims[0]["family"] == "mine"
+    judge_claims.check_arms(claims, {"adam/final", "sgd/final"})
+    with pytest.raises(CnnoptError, match="reads 'sgd/final', which the grid does not run") as err:
+        judge_claims.check_arms(claims, {"adam/final"})
+    assert "\n" not in str(err.value)
+    for text, message in (("families: [a]\nclaims: [{id: x, family: b, kind: value, run: r/s, "
+                           "paper: 1, claim: c, where: w}]", "family 'b' is not declared"),
+                          ("claims: {x: 1}", "must be a list"), ("{claims: [], nope: 1}", "unknown key"),
+                          ("[", "not YAML"), ("[]", "no claims")):
+        path.write_text(text)
+        with pytest.raises(CnnoptError, match=message) as err:
+            judge_claims.read_claims(path)
+        assert str(path) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(CnnoptError, match="cannot read it"):
+        judge_claims.read_claims(tmp_path / "absent.yaml")

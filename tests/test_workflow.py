@@ -405,6 +405,54 @@ def test_a_template_change_reruns_only_the_report(smoke_run):
     assert plan == {"report": 1, "all": 1}
 
 
+OWN_CLAIMS = """\
+families: [accuracy, speed]
+claims:
+  - {id: adam_over_sgd, family: accuracy, kind: greater, a: adam/final, b: sgd/final,
+     where: my notes, claim: "Adam's final recipe beats SGD's."}
+  - {id: adam_final_value, family: accuracy, kind: value, run: adam/final, paper: 30.0,
+     where: my notes, claim: "Adam's final recipe reaches {paper} %."}
+  - {id: sgd_faster, family: speed, kind: greater, a: sgd/final, b: adam/final,
+     metric: epochs_to_target, better: lower, where: my notes, claim: "SGD gets there first."}
+"""
+
+
+def test_your_own_claims_are_judged_and_a_bad_file_stops_before_any_job(smoke_run, tmp_path):
+    wf, args = smoke_run
+    own = tmp_path / "own"
+    shutil.copytree(wf, own, symlinks=True)  # the finished smoke study, judged again
+    (own / "my_claims.yaml").write_text(OWN_CLAIMS)
+    mine = [*args, "claims=my_claims.yaml"]
+    plan = planned(own, mine)  # judged again, nothing trained or scored again
+    assert {"aggregate", "calibrate", "report"} <= set(plan) <= {*DOWNSTREAM}, plan
+    proc = snakemake(own, "--cores", "2", *mine)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    claims = pd.read_csv(own / "results/tables/claims.csv")
+    assert list(claims["id"]) == ["adam_over_sgd", "adam_final_value", "sgd_faster"]
+    assert set(claims["family"]) == {"accuracy", "speed"}
+    calibrated = pd.read_csv(own / "results/tables/calibration.csv")
+    assert set(calibrated.loc[calibrated["case"] != "power", "id"]) == {*claims["id"], "any false"}
+    page = (own / "results/report/report.html").read_text()
+    table = page[page.index('<table id="claims-table">'):]
+    table = table[:table.index("</table>")]
+    assert sorted(re.findall(r'<tr id="claim-([^"]+)"', table)) == sorted(claims["id"])
+    assert "2. The claims, judged" in page
+    table1 = page[page.index("4.3 Table 1"):page.index("4.4 Twins")]
+    assert ">paper<" not in table1 and "beside the paper" not in table1
+    # a bad claims file: one line naming it and the fault, and no job runs
+    for text, fault in (
+            (OWN_CLAIMS.replace("b: sgd/final", "b: nadam/final"), "reads 'nadam/final', which the grid does not run"),
+            (OWN_CLAIMS.replace("family: speed,", "family: speedy,"), "family 'speedy' is not declared"),
+            (OWN_CLAIMS.replace("epochs_to_target", "joules"), "metric must be one of")):
+        (own / "my_claims.yaml").write_text(text)
+        before = {p: p.stat().st_mtime for p in (own / "results/tables").iterdir()}
+        proc = snakemake(own, "--cores", "2", *mine)
+        assert proc.returncode != 0
+        errors = [line for line in proc.stdout.splitlines() if "invalid claims" in line]
+        assert len(errors) == 1 and fault in errors[0] and "my_claims.yaml" in errors[0], proc.stdout[-2000:]
+        assert {p: p.stat().st_mtime for p in (own / "results/tables").iterdir()} == before
+
+
 # Library files whose edits are replayed through Snakemake: the training code, a claim's
 # wording, a module that every stage imports, one the figures alone run. Which rules import
 # which file is pinned, for every file, by tests/test_codeversion.py; this test shows that the

@@ -12,6 +12,7 @@ SUMMARY = "results/tables/summary.json"
 rule aggregate:
     input:
         **run_inputs(),
+        claims=CLAIMS_FILE,  # the user's own claims file (config claims), if any
     output:
         claims=report(
             TABLES["claims"],
@@ -57,6 +58,7 @@ rule aggregate:
         mem_mb=2000,
         runtime=30,
     params:
+        claims=config["claims"],  # None: the paper's claims
         verdicts=config["verdicts"],  # the decision rules of the claims
         scale=config["scale"],
         code=code_version("aggregate.py"),

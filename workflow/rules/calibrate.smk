@@ -8,6 +8,7 @@ CALIBRATION = "results/tables/calibration.csv"
 rule calibrate:
     input:
         runs=rules.aggregate.output.runs,  # the arms and their roles
+        claims=CLAIMS_FILE,  # the user's own claims file (config claims), if any
     output:
         report(
             CALIBRATION,
@@ -28,6 +29,7 @@ rule calibrate:
         mem_mb=2000,
         runtime=30,
     params:
+        claims=config["claims"],  # None: the paper's claims
         verdicts=config["verdicts"],  # the decision rules, and the settings simulated
         code=code_version("calibrate.py"),
     script:

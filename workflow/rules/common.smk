@@ -26,7 +26,8 @@ from cnnopt.common.registry import RUN_DIR, RUN_FILES, TUNED
 from cnnopt.config import grid, schema, searches
 from cnnopt.figures.names import FIGURES as FIGURE_NAMES, optimizer_figure_name, tuning_figure_name
 from cnnopt.data.cifar10 import is_url
-from cnnopt.common.errors import ConfigError
+from cnnopt.common.errors import CnnoptError, ConfigError
+from cnnopt.judge.claims import check_arms, load_claims, read_claims
 
 try:
     _validated = schema.validate(config)
@@ -46,6 +47,19 @@ SHARED = grid.shared_runs(RUNS)
 TRAINED = [rid for rid in RUNS if rid not in SHARED]
 # Candidates are chosen on validation accuracy and never scored on the test set.
 EVALUATED = [rid for rid, spec in RUNS.items() if spec.get("score_test", True)]
+# The claims the claims table judges: the paper's, or the user's own file (config `claims`),
+# checked against the grid before any job runs.
+CLAIMS_FILE = [config["claims"]] if config["claims"] else []  # an input of the judging rules
+try:
+    CLAIMS = read_claims(config["claims"]) if config["claims"] else load_claims()
+    if config["claims"]:
+        check_arms(
+            CLAIMS,
+            {f"{s['optimizer']}/{s['variant']}" for s in STUDY_RUNS.values()},
+            config["claims"],
+        )
+except CnnoptError as _error:
+    raise WorkflowError(f"invalid claims: {_error}") from None
 OPTIMIZERS_WITH_FINAL = sorted(
     {s["optimizer"] for s in STUDY_RUNS.values() if s["role"] == "final"}
 )

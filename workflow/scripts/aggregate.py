@@ -5,6 +5,7 @@ snakemake.input.metrics      list of results/runs/{run_id}/metrics.json (run fol
 snakemake.input.evaluations  list of results/runs/{run_id}/evaluation.json (same runs)
 snakemake.output.claims, .runs, .table1, .ablation, .summary, .strata   the aggregate files
 snakemake.params.verdicts, .scale  the config's verdicts block and scale
+snakemake.params.claims      the user's own claims file (None: the paper's claims)
 snakemake.log[0]             the rule log
 """
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
 from cnnopt.judge.aggregate import aggregate
+from cnnopt.judge.claims import load_claims, read_claims
 from cnnopt.judge.rules import Rules
 
 logs.setup(snakemake.log[0])
@@ -28,4 +30,5 @@ aggregate(
     snakemake.output.strata,
     rules=Rules.of(dict(snakemake.params.verdicts)),
     scale=snakemake.params.scale,
+    claims=read_claims(snakemake.params.claims) if snakemake.params.claims else load_claims(),
 )

@@ -204,12 +204,14 @@ def verdict_counts(claims: pd.DataFrame) -> dict:
 
 
 def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims, out_strata,
-              rules: Rules | dict | None = None, scale: str = "reduced") -> dict:
+              rules: Rules | dict | None = None, scale: str = "reduced",
+              claims: list[dict] | None = None) -> dict:
     """Collect the runs; write runs.csv, table1.csv, ablation.csv, summary.json, claims.csv
     and strata.csv.
 
     ``rules`` are the decision rules (a ``Rules``, or the config's ``verdicts`` block) and
-    ``scale`` the config's ``scale``: how each claim of the paper (``claims.yaml``) is judged.
+    ``scale`` the config's ``scale``: how each claim of ``claims`` (default: the paper's,
+    ``claims.yaml``) is judged.
     """
     rules = Rules.of(rules)
     read = read_runs(run_dirs)
@@ -217,7 +219,8 @@ def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_cla
     table = table1(runs)
     abl = ablation(runs)
     summ = summary(runs, table, abl)
-    claims = decide.judge(judge_claims.load_claims(), runs, read.predictions(), rules, scale)
+    claims = decide.judge(judge_claims.load_claims() if claims is None else claims, runs,
+                          read.predictions(), rules, scale)
     strata = decide.strata(runs, rules, scale)
     counts = verdict_counts(claims)
     summ["verdicts"] = counts["all"]

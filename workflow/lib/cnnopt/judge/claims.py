@@ -1,8 +1,15 @@
-"""The paper's claims (``claims.yaml``): loaded, checked, and the runs each one reads."""
+"""The claims to judge: the paper's (``claims.yaml``) or a user's own file (config ``claims``),
+loaded and checked, and the runs each one reads.
+
+A claims file is a list of claims (in the families of ``verdicts.FAMILIES``), or a mapping
+``{families: [...], claims: [...]}`` that declares its own families (Holm's correction runs
+within each).
+"""
 
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -16,23 +23,54 @@ CLAIMS_FILE = "claims.yaml"
 NEEDS = {"value": ("run",), "greater": ("a", "b"), "top": ("members", "others")}
 
 
+def read_claims(path) -> list[dict]:
+    """The claims of the file at ``path`` (``load_claims``); a missing or unreadable file is a
+    one-line error naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise CnnoptError(f"claims file {path}: cannot read it ({' '.join(str(err).split())})") from None
+    try:
+        return load_claims(text)
+    except CnnoptError as err:
+        raise CnnoptError(f"claims file {path}: {err}") from None
+
+
 def load_claims(text: str | None = None) -> list[dict]:
     """The claims of ``claims.yaml`` (or of ``text``), checked, with their defaults filled in
     (metric accuracy, better higher, scale false)."""
     if text is None:
         text = resources.files(__package__).joinpath(CLAIMS_FILE).read_text(encoding="utf-8")
-    claims = yaml.safe_load(text) or []
+    try:
+        data = yaml.safe_load(text) or []
+    except yaml.YAMLError as err:
+        raise CnnoptError(f"not YAML: {' '.join(str(err).split())}") from None
+    families = FAMILIES
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"families", "claims"})
+        if unknown:
+            raise CnnoptError(f"unknown key(s) {', '.join(map(str, unknown))} (a claims file is a "
+                              "list of claims, or families: and claims:)")
+        families = data.get("families") or FAMILIES
+        if not (isinstance(families, list) and all(isinstance(f, str) and f for f in families)):
+            raise CnnoptError("families must be a list of names")
+        data = data.get("claims") or []
+    if not isinstance(data, list) or not all(isinstance(c, dict) for c in data):
+        raise CnnoptError("the claims must be a list of mappings (id, claim, where, family, kind, ...)")
+    if not data:
+        raise CnnoptError("no claims")
     seen = set()
     out = []
-    for c in claims:
+    for c in data:
         cid = c.get("id")
         if c.get("kind") not in NEEDS:
             raise CnnoptError(f"claim {cid!r}: kind must be one of {', '.join(KINDS)}")
         missing = [k for k in ("id", "claim", "where", "family", *NEEDS[c["kind"]]) if k not in c]
         if missing:
             raise CnnoptError(f"claim {cid!r}: missing {', '.join(missing)}")
-        if c["family"] not in FAMILIES:
-            raise CnnoptError(f"claim {cid!r}: family must be one of {', '.join(FAMILIES)}")
+        if c["family"] not in families:
+            raise CnnoptError(f"claim {cid!r}: family {c['family']!r} is not declared "
+                              f"(families: {', '.join(families)})")
         c = with_defaults(c)
         if c["metric"] not in METRICS:
             raise CnnoptError(f"claim {cid!r}: metric must be one of {', '.join(METRICS)}")
@@ -63,6 +101,18 @@ def _with_numbers(claim: dict) -> str:
     except (KeyError, ValueError, IndexError) as exc:
         raise CnnoptError(f"claim {claim['id']!r}: its text names a number the paper does not "
                           f"give here ({exc})") from None
+
+
+def check_arms(claims: list[dict], grid_arms, source=None) -> None:
+    """Every arm a claim reads is one of ``grid_arms`` (optimizer/variant of the study's runs):
+    a one-line error names the first that is not (and ``source``, the claims file)."""
+    known = set(grid_arms)
+    where = f"claims file {source}: " if source else ""
+    for c in claims:
+        for arm in arms(c):
+            if arm not in known:
+                raise CnnoptError(f"{where}claim {c['id']!r} reads {arm!r}, which the grid does not run "
+                                  f"(its arms: {', '.join(sorted(known))})")
 
 
 def with_defaults(claim: dict) -> dict:

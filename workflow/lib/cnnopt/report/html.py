@@ -129,6 +129,8 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "calibration": report_tables.calibration_section(
             _read_csv(calibration_csv, "calibration") if calibration_csv is not None else None),
         "rules": Rules.of(config.get("verdicts")),
+        # Table 1 stands beside the paper's only when the paper's claims are judged
+        "paper_claims": not config.get("claims"),
         "deviations": report_text.deviation_rows(runs, config, data),
         "data": data,
         "models": report_tables.model_rows(runs),
