@@ -134,3 +134,30 @@ def download_name(url):
     """A safe local file name for the archive at ``url``."""
     name = PurePosixPath(urlparse(url).path).name or "dataset"
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+# The tuning block (config/future.yaml; rules in tuning.smk): searches, selection files, tables.
+# Its helpers stay here: Snakemake's linter wants a rule module free of functions.
+SEARCHES = config["tuning"]["searches"]
+TUNING_CHOICE = "results/tuning/{search}/{optimizer}.json"
+TUNING_TABLES = {
+    name: f"results/tables/{name}.csv" for name in ("tuning_candidates", "tuned", "tuned_claims")
+}
+TUNING_FIGURES = {
+    tuning_figure_name(search): f"results/figures/{tuning_figure_name(search)}.png"
+    for search in SEARCHES
+}
+TUNED_RUNS = searches.tuned_runs(TUNING_RUNS)
+
+
+def tuned_choice(wildcards):
+    """The selection file a tuned run takes its learning rate from ([] for other runs)."""
+    spec = RUNS.get(wildcards.run, {})
+    if spec.get("role") != TUNED:
+        return []
+    return TUNING_CHOICE.format(search=spec["search"], optimizer=spec["optimizer"])
+
+
+def search_candidates(wildcards):
+    """Run id -> learning rate of the candidates of one optimizer in one search."""
+    return searches.tuning_candidates(RUNS, wildcards.search, wildcards.optimizer)

@@ -3,33 +3,6 @@
 # and the tuned runs read it (rule train's `choice` input). When a selection changes, exactly
 # its tuned runs train again.
 
-# The tuning block's searches, selection files, tables and figures, and the helpers that rule
-# train (a tuned run's selection file) and the Snakefile's `all` read.
-SEARCHES = config["tuning"]["searches"]
-TUNING_CHOICE = "results/tuning/{search}/{optimizer}.json"
-TUNING_TABLES = {
-    name: f"results/tables/{name}.csv" for name in ("tuning_candidates", "tuned", "tuned_claims")
-}
-TUNING_FIGURES = {
-    tuning_figure_name(search): f"results/figures/{tuning_figure_name(search)}.png"
-    for search in SEARCHES
-}
-TUNED_RUNS = searches.tuned_runs(TUNING_RUNS)
-
-
-def tuned_choice(wildcards):
-    """The selection file a tuned run takes its learning rate from ([] for other runs)."""
-    spec = RUNS.get(wildcards.run, {})
-    if spec.get("role") != TUNED:
-        return []
-    return TUNING_CHOICE.format(search=spec["search"], optimizer=spec["optimizer"])
-
-
-def search_candidates(wildcards):
-    """Run id -> learning rate of the candidates of one optimizer in one search."""
-    return searches.tuning_candidates(RUNS, wildcards.search, wildcards.optimizer)
-
-
 # Without searches these rules are not defined (nothing asks for them).
 if SEARCHES:
 
