@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import gc
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ from statsmodels.stats.multitest import multipletests
 from cnnopt.common.errors import CnnoptError
 from cnnopt.judge import model, power
 from cnnopt.judge.claims import arms, pairs, with_defaults
-from cnnopt.judge.metrics import METRICS, columns_of, measure, measure_columns
+from cnnopt.judge.metrics import METRICS, columns_of, measure_columns
 from cnnopt.judge.rules import Rules
 from cnnopt.judge.verdicts import (
     CONTRADICTED,
@@ -99,7 +99,9 @@ class Test:
     gap: float = math.nan             # value: the paper's number minus our mean
     note: str = ""
     mcnemar: str = ""
-    values: dict = field(default_factory=dict)   # value: within, power
+    within: float = math.nan          # value: the 90 % bound of our distance to the paper
+    runs_a: np.ndarray | None = None  # unpaired (Welch): each arm's values, oriented
+    runs_b: np.ndarray | None = None
 
 
 class _Study:
@@ -194,8 +196,7 @@ def _value_test(study: _Study, claim: dict) -> Test:
     test.estimate = float(acc.mean())
     prior = study.arm_prior("accuracy", study.stratum(arm), without=arm)
     run = model.one_run(acc, prior)
-    test.how, test.var = run.how, (run.se ** 2 / (1 / len(acc) + 1) if run.df > 0 else math.nan)
-    test.prior_df = prior.df
+    test.how, test.var, test.prior_df = run.how, run.var, prior.df
     if not run.df > 0 or not run.se > 0:
         test.status = "no_test"
         test.reason = ("one run and no prior from other arms: nothing to estimate the seed "
@@ -211,7 +212,7 @@ def _value_test(study: _Study, claim: dict) -> Test:
     q = model.t_ppf(1 - study.alpha, df)
     test.estimate, test.se, test.df, test.gap = run.estimate, se, df, gap
     test.ci = (run.estimate - q * se, run.estimate + q * se)
-    test.values["within"] = abs(gap) + q * se
+    test.within = abs(gap) + q * se
     test.p = float(p_within if abs(gap) < margin else p_beyond)
     return test
 
@@ -224,7 +225,7 @@ def _decide_value(study: _Study, t: Test) -> None:
     holm_bound = abs(t.gap) + model.t_ppf(1 - level, t.df) * t.se
     interval = (f"the paper's {float(claim['paper']):.2f} against our {conf:.0%} prediction "
                 f"interval for one run [{t.ci[0]:.2f}, {t.ci[1]:.2f}]: within ± "
-                f"{t.values['within']:.2f} points at {conf:.0%}, ± {holm_bound:.2f} at the level "
+                f"{t.within:.2f} points at {conf:.0%}, ± {holm_bound:.2f} at the level "
                 f"Holm's correction leaves it (margin ± {margin:g}, adjusted p = {t.p_adj:.3g})")
     within = abs(t.gap) < margin
     if not t.p_adj < study.alpha:
@@ -306,9 +307,9 @@ def _pair_setup(study: _Study, claim: dict, a: str, b: str) -> Test:
         if metric == "accuracy":
             test.mcnemar = _mcnemar(study, ra, rb, seeds)
     else:  # Welch on each arm's own runs
-        test.values["a"], test.values["b"] = sign * ya[fa], sign * yb[fb]
+        test.runs_a, test.runs_b = sign * ya[fa], sign * yb[fb]
         test.n = int(min(fa.sum(), fb.sum()))
-        test.estimate = float(np.mean(test.values["a"]) - np.mean(test.values["b"]))
+        test.estimate = float(np.mean(test.runs_a) - np.mean(test.runs_b))
     return test
 
 
@@ -331,13 +332,13 @@ def _pair_test(study: _Study, t: Test) -> None:
     if t.diffs is not None:
         prior = _contrast_prior(study, metric, t.a, t.b)
         c = model.paired(t.diffs, prior)
-        t.var, t.prior_df = c.se ** 2 * len(t.diffs) if c.df > 0 else math.nan, prior.df
+        t.prior_df = prior.df
     else:
         pa = study.arm_prior(metric, study.stratum(t.a), without=t.a)
         pb = study.arm_prior(metric, study.stratum(t.b), without=t.b)
-        c = model.welch(t.values["a"], t.values["b"], pa, pb)
-        t.var, t.prior_df = c.se ** 2, min(pa.df, pb.df)
-    t.how = c.how
+        c = model.welch(t.runs_a, t.runs_b, pa, pb)
+        t.prior_df = min(pa.df, pb.df)
+    t.how, t.var = c.how, c.var
     if not (c.df > 0 and c.se > 0):
         t.status = "no_test"
         t.reason = ("no spread between the runs' results to test with" if c.df > 0 else
@@ -476,7 +477,7 @@ def _claim_row(study: _Study, claim: dict, tests: list[Test], family_size: int) 
     reach, detect, seeds = _power(study, shown, family_size)
     text = verdict + (at if verdict in (REPRODUCED, CONTRADICTED, NOT_REPRODUCED) else "")
     return _row(claim, ours=shown.estimate, std=shown.std, n=shown.n, ci_low=shown.ci[0],
-                ci_high=shown.ci[1], within=shown.values.get("within", math.nan),
+                ci_high=shown.ci[1], within=shown.within,
                 test=_test_name(claim, shown, study.rules.margin) if shown.how else "",
                 p_value=shown.p, p_adjusted=p_adj, verdict=verdict, verdict_text=text,
                 scale=scale, reason=reason, power=reach, detectable=detect,
@@ -560,8 +561,9 @@ def strata(runs: pd.DataFrame, rules=None, scale: str = "reduced") -> pd.DataFra
     variances of test accuracy (sd and degrees of freedom, ``model.fit_prior``) and the range
     of the arms' own sds (descriptive: with two seeds one sd rests on one degree of freedom)."""
     rules = Rules.of(rules)
-    m = measure(runs, rules, scale)
-    study = _Study({c: m[c].to_numpy() for c in m.columns}, rules, None)
+    cols = measure_columns(runs, rules, scale)
+    m = pd.DataFrame(cols)
+    study = _Study(cols, rules, None)
     rows = []
     for name, frame in m.groupby("stratum", sort=False):
         own = frame.dropna(subset=["accuracy"]).groupby("arm", sort=False)["accuracy"].std(ddof=1).dropna()

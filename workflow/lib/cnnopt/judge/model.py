@@ -133,12 +133,15 @@ def t_ppf(q: float, df: float) -> float:
 
 @dataclass(frozen=True)
 class Contrast:
-    """An estimate, its standard error and degrees of freedom, and how the variance was had."""
+    """An estimate, its standard error and degrees of freedom, the moderated variance behind
+    the standard error (of one difference, of one run; Welch: the estimate's), and how it was
+    had."""
 
     estimate: float
     se: float
     df: float
     how: str
+    var: float = math.nan
 
     def test(self, confidence: float) -> tuple[float, tuple[float, float]]:
         """(two-sided p of estimate = 0, the ``confidence`` interval)."""
@@ -165,15 +168,13 @@ def _moderated(values: np.ndarray, prior: Prior, what: str) -> tuple[float, floa
 def paired(diffs: np.ndarray, prior: Prior) -> Contrast:
     """The mean of per-seed differences, its variance moderated toward ``prior``."""
     var, df, how = _moderated(diffs, prior, "paired differences")
-    return Contrast(float(np.mean(diffs)), math.sqrt(var / len(diffs)) if df > 0 else math.nan, df, how)
+    se = math.sqrt(var / len(diffs)) if df > 0 else math.nan
+    return Contrast(float(np.mean(diffs)), se, df, how, var if df > 0 else math.nan)
 
 
 def welch(a: np.ndarray, b: np.ndarray, prior_a: Prior, prior_b: Prior) -> Contrast:
     """mean(a) - mean(b) on the two arms' moderated variances, Welch-Satterthwaite df."""
-    parts = []
-    for y, prior in ((a, prior_a), (b, prior_b)):
-        s2 = float(np.var(y, ddof=1)) if len(y) > 1 else math.nan
-        parts.append((*prior.moderate(s2, len(y) - 1), len(y)))
+    parts = [(*_moderated(y, prior, "")[:2], len(y)) for y, prior in ((a, prior_a), (b, prior_b))]
     if any(df <= 0 for _, df, _ in parts):
         return Contrast(float(np.mean(a) - np.mean(b)), math.nan, 0.0, "unpaired, no spread to test with")
     terms = [var / n for var, _, n in parts]
@@ -181,7 +182,7 @@ def welch(a: np.ndarray, b: np.ndarray, prior_a: Prior, prior_b: Prior) -> Contr
     df = se2 ** 2 / sum(t ** 2 / df for t, (_, df, _) in zip(terms, parts, strict=True)) if se2 > 0 else 0.0
     how = ("unpaired (no common seeds), Welch on moderated "
            + " and ".join(_sd_text(var, d) for var, d, _ in parts))
-    return Contrast(float(np.mean(a) - np.mean(b)), math.sqrt(se2), min(df, INF_DF), how)
+    return Contrast(float(np.mean(a) - np.mean(b)), math.sqrt(se2), min(df, INF_DF), how, se2)
 
 
 def one_run(values: np.ndarray, prior: Prior) -> Contrast:
@@ -189,4 +190,4 @@ def one_run(values: np.ndarray, prior: Prior) -> Contrast:
     run of its recipe): ``sqrt(var / n + var)`` on the arm's moderated variance."""
     var, df, how = _moderated(values, prior, "one run's prediction")
     se = math.sqrt(var / len(values) + var) if df > 0 else math.nan
-    return Contrast(float(np.mean(values)), se, df, how)
+    return Contrast(float(np.mean(values)), se, df, how, var if df > 0 else math.nan)
