@@ -1,4 +1,5 @@
-"""Shared pytest setup: the cnnopt library on sys.path and the offline CIFAR-10 mirror."""
+"""Shared pytest setup: the test helpers on sys.path and the offline CIFAR-10 mirror. The
+cnnopt library is the installed package (requirements.txt installs this clone's, editable)."""
 
 import os
 import sys
@@ -7,7 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 # Under pytest-xdist (-n N) the N workers share the cores: one thread per framework pool in

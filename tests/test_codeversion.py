@@ -106,7 +106,7 @@ PINNED = {
     "tuning_figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
     "tuning_tables.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/tables.py"},
     "report.py": _BASE | _RUNS | _JUDGE | _CONFIG | {
-        "common/provenance.py", "figures/names.py", "judge/calibration.py", "report/deviations.yaml",
+        "common/provenance.py", "figures/names.py", "judge/calibration.py", "report/deviations.yaml", "report/template.html.j2",
         "report/formatting.py", "report/future.py", "report/html.py", "report/tables.py",
         "report/text.py"},
 }
@@ -119,9 +119,9 @@ def _found_by_modulefinder(script: Path) -> set[Path]:
     finder.run_script(str(script))
     found = {Path(m.__file__) for name, m in finder.modules.items()
              if name.split(".")[0] == "cnnopt" and m.__file__}
-    data = [p for p in (LIB / "cnnopt").rglob("*") if p.suffix in (".yaml", ".json")]
+    data = [p for p in (LIB / "cnnopt").rglob("*") if p.suffix in (".yaml", ".json", ".j2")]
     return found | {d for d in data for f in list(found)
-                    if f.parent == d.parent and d.name in f.read_text()}
+                    if f.parent == d.parent and f'"{d.name}"' in f.read_text()}
 
 
 @pytest.mark.parametrize("rule", sorted(rule_scripts()))

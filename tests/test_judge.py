@@ -11,6 +11,7 @@ statsmodels directly, not from the code under test.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -473,3 +474,47 @@ def test_a_claims_file_of_ones_own_declares_its_families_and_names_its_arms(tmp_
         assert str(path) in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(CnnoptError, match="cannot read it"):
         judge_claims.read_claims(tmp_path / "absent.yaml")
+
+
+# ---- the library without Snakemake (README) ----
+
+
+
+def readme_block(section: str) -> str:
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.search(r"```python\n(.*?)```", readme[readme.index(section):], re.S).group(1)
+
+
+def test_the_readmes_library_example_judges_a_folder_of_runs_without_snakemake(tmp_path):
+    import subprocess
+    import sys
+
+    import fakeruns
+
+    fakeruns.make_runs(tmp_path / "my-runs")
+    from workflow_helpers import documented_claims
+
+    claims = documented_claims()  # config/README.md's example
+    (tmp_path / "my_claims.yaml").write_text(claims, encoding="utf-8")
+    code = readme_block("## The library without Snakemake")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "snakemake" not in proc.stdout.lower()
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].split()[:4] == ["id", "verdict", "ours", "paper"]
+    assert [line.split()[0] for line in lines[1:]] == ["adam_over_sgd", "adam_final_value",
+                                                        "sgd_faster"]
+    from cnnopt.judge.aggregate import judge_runs
+
+    table = judge_runs(sorted((tmp_path / "my-runs").iterdir()), claims=tmp_path / "my_claims.yaml")
+    for line, (_, row) in zip(lines[1:], table.iterrows(), strict=True):
+        assert line.split(None, 1)[1].startswith(row["verdict"] + " ")
+    # the fake study's Adam beats its SGD on every seed by far more than the seed spread
+    assert table.set_index("id").loc["adam_over_sgd", "verdict"] == REPRODUCED
+
+    (tmp_path / "bad.yaml").write_text(claims.replace("b: sgd/final", "b: lion/final", 1))
+    with pytest.raises(CnnoptError, match=r"^claims file .*bad.yaml: .*lion/final[^\n]*$"):
+        judge_runs(sorted((tmp_path / "my-runs").iterdir()), claims=str(tmp_path / "bad.yaml"))

@@ -11,6 +11,7 @@ import yaml
 from conftest import ROOT
 from markupsafe import escape
 
+import cnnopt
 from cnnopt.common import provenance
 from cnnopt.common.errors import CnnoptError
 from cnnopt.common.paper import PAPER_TABLE1
@@ -28,7 +29,7 @@ from cnnopt.report import tables as report_tables
 # `--dist loadgroup` (the quick run in the README) its tests stay together
 pytestmark = pytest.mark.xdist_group("report")
 
-TEMPLATE = ROOT / "report" / "template.html.j2"
+TEMPLATE = report.TEMPLATE
 DEVIATIONS = ROOT / "workflow" / "lib" / "cnnopt" / "report" / "deviations.yaml"
 HOSTILE_CLASSES = fakeruns.CLASS_NAMES[:9] + [fakeruns.HOSTILE]
 PROVENANCE = {"commit": "0123abc", "hostname": "testhost", "platform": "Linux",
@@ -275,8 +276,10 @@ def test_failed_render_leaves_no_file(inputs, tmp_path):
 
 def test_collect_provenance_without_git(tmp_path):
     prov = provenance.collect_provenance(tmp_path, "9.0")
-    assert set(prov) == {"commit", "hostname", "platform", "generated", "snakemake_version"}
+    assert set(prov) == {"version", "commit", "hostname", "platform", "generated",
+                         "snakemake_version"}
     assert prov["commit"] is None and prov["snakemake_version"] == "9.0"
+    assert prov["version"] == cnnopt.__version__
     assert prov["hostname"] and prov["generated"]
 
 

@@ -21,5 +21,5 @@ def test_ruff_finds_nothing():
 
 
 def test_rules_are_formatted_by_snakefmt():
-    proc = _run("snakefmt", "--check", "Snakefile", "workflow/rules")
+    proc = _run("snakefmt", "--check", "Snakefile", "workflow/Snakefile", "workflow/rules")
     assert proc.returncode == 0, proc.stdout[-4000:]

@@ -29,6 +29,7 @@ from workflow_helpers import (
     SNAKEMAKE,
     config_args,
     copy_workflow,
+    documented_claims,
     rule_scripts,
     run_ids,
     snakemake,
@@ -400,21 +401,12 @@ def test_a_training_code_change_reruns_training(smoke_run):
 
 def test_a_template_change_reruns_only_the_report(smoke_run):
     wf, args = smoke_run
-    with appended(wf / "report/template.html.j2", "\n"):
+    with appended(wf / "workflow/lib/cnnopt/report/template.html.j2", "\n"):
         plan = planned(wf, args)
     assert plan == {"report": 1, "all": 1}
 
 
-OWN_CLAIMS = """\
-families: [accuracy, speed]
-claims:
-  - {id: adam_over_sgd, family: accuracy, kind: greater, a: adam/final, b: sgd/final,
-     where: my notes, claim: "Adam's final recipe beats SGD's."}
-  - {id: adam_final_value, family: accuracy, kind: value, run: adam/final, paper: 30.0,
-     where: my notes, claim: "Adam's final recipe reaches {paper} %."}
-  - {id: sgd_faster, family: speed, kind: greater, a: sgd/final, b: adam/final,
-     metric: epochs_to_target, better: lower, where: my notes, claim: "SGD gets there first."}
-"""
+OWN_CLAIMS = documented_claims()  # config/README.md's example
 
 
 def test_your_own_claims_are_judged_and_a_bad_file_stops_before_any_job(smoke_run, tmp_path):

@@ -37,8 +37,12 @@ def copy_workflow(dest: Path) -> Path:
 def snakemake(workdir: Path, *args: str, timeout: int = 900,
               env: dict | None = None) -> subprocess.CompletedProcess:
     """Run snakemake in ``workdir`` (``env``: extra environment variables); return the
-    finished process (stdout and stderr merged)."""
+    finished process (stdout and stderr merged). In a copy of the workflow (copy_workflow)
+    the copy's own library is the cnnopt package that runs, as if installed editable there:
+    a test that edits a library module of the copy sees its jobs rerun."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
+    if (lib := Path(workdir) / "workflow" / "lib" / "cnnopt").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(lib.parent), env.get("PYTHONPATH")]))
     return subprocess.run(
         [str(SNAKEMAKE), *args], cwd=workdir, env=env, text=True, timeout=timeout,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -85,3 +89,10 @@ def rule_scripts(root: Path = ROOT) -> dict[str, Path]:
             if script:
                 out[block.split(":", 1)[0].strip()] = root / "workflow/scripts" / script.group(1)
     return out
+
+
+def documented_claims() -> str:
+    """The claims file of config/README.md's example (a two-optimizer study's three claims:
+    adam_over_sgd, adam_final_value, sgd_faster), as written there."""
+    text = (ROOT / "config" / "README.md").read_text(encoding="utf-8")
+    return re.search(r"```yaml\n# config/my_claims.yaml\n(.*?)```", text, re.S).group(1)

@@ -4,22 +4,24 @@
 import json
 import os
 import re
-import sys
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
 from urllib.parse import urlparse
 
-# This repository's root, found from this file: used as a module (README, "Use it in your own
-# project") the main Snakefile is the user's and workflow.basedir their folder. The workflow's
-# own files resolve from here; outputs (results/) stay relative to the working directory.
-if not isinstance(workflow.current_basedir, os.PathLike):  # github(...), gitfile(...)
+# The library is the installed cnnopt package (pip install . from a clone, or from the
+# repository's address; requirements.txt installs it editable). Nothing is read from this
+# repository's working tree: used as a module from github(...) or gitfile(...) (README, "Use it
+# in your own project"), Snakemake serves the rule files, scripts and envs from its source
+# cache, and outputs (results/) stay relative to the working directory.
+try:
+    import cnnopt
+except ImportError:
     raise WorkflowError(
-        "cnnopt runs as a module from a local copy only (its rules import workflow/lib from "
-        "disk): clone the repository and give the module the clone's Snakefile"
-    )
-WORKFLOW_ROOT = Path(workflow.current_basedir).parents[1]
-LIB = WORKFLOW_ROOT / "workflow" / "lib"
-sys.path.insert(0, str(LIB))
+        "the cnnopt package is not installed in Snakemake's Python: pip install it from this "
+        "repository (README: pip install -r requirements.txt, or pip install git+<address>@<tag>)"
+    ) from None
+# The workflow scripts, wherever Snakemake reads this workflow from (a folder, a git source).
+SCRIPTS = workflow.current_basedir.join("../scripts")
 
 from cnnopt.common import codeversion
 from cnnopt.common.registry import RUN_DIR, RUN_FILES, TUNED
@@ -100,17 +102,11 @@ def tracking(wildcards):
 
 
 def code_version(script):
-    """A hash of workflow/scripts/``script`` and of every library file it imports, directly
-    or not (read with ast: cnnopt.common.codeversion). As a param, editing any of them reruns the
-    rule's jobs (params trigger)."""
-    return codeversion.version(WORKFLOW_ROOT / "workflow" / "scripts" / script)
-
-
-def workflow_file(path):
-    """``path`` (e.g. "report/template.html.j2"), one of this workflow's own files, as an input:
-    relative to the working directory when that holds the workflow (the ordinary use), else
-    absolute (a module in the user's own folder)."""
-    return shown_path(WORKFLOW_ROOT / path)
+    """A hash of every file of the installed cnnopt package that workflow/scripts/``script``
+    imports, directly or not, and of the script (read with ast: cnnopt.common.codeversion). As
+    a param, editing any of them reruns the rule's jobs (params trigger). The script is read
+    through Snakemake's source cache, so a module from a git source hashes the same way."""
+    return codeversion.version(workflow.sourcecache.get_path(SCRIPTS.join(script)))
 
 
 def shown_path(path):

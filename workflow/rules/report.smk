@@ -16,7 +16,6 @@ rule report:
             *(rules.tuning_figures.output if SEARCHES else []),
         ],
         manifest=rules.prepare_data.output.manifest,
-        template=workflow_file("report/template.html.j2"),
     output:
         report(
             REPORT_HTML,

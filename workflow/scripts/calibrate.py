@@ -7,10 +7,6 @@ snakemake.params.claims   the user's own claims file (None: the paper's claims)
 snakemake.log[0]          the rule log
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
 from cnnopt.judge.calibration import calibrate, read_runs_table

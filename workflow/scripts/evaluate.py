@@ -2,16 +2,9 @@
 model of its best validation epoch, each scored once."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
-
-from cnnopt.common import gpus
-from cnnopt.common import files
-from cnnopt.common import logs
-from cnnopt.common import runtime
-from cnnopt.common import tracking
+from cnnopt.common import files, gpus, logs, runtime, tracking
 
 logs.setup(snakemake.log[0])
 
@@ -20,7 +13,7 @@ logs.setup(snakemake.log[0])
 with gpus.claim(0):
     runtime.configure(snakemake.threads)
 
-    from cnnopt.evaluate.scoring import evaluate  # noqa: E402
+    from cnnopt.evaluate.scoring import evaluate
 
     evaluation = evaluate(Path(snakemake.input.model), Path(snakemake.input.arrays),
                           Path(snakemake.output[0]), json.loads(snakemake.params.spec),

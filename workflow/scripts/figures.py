@@ -12,10 +12,7 @@ snakemake.output.lr_schedules, .confusion_best      one PNG each
 snakemake.log[0]                   the rule log
 """
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
 from cnnopt.figures.draw import FIGURES, figure_optimizer, make_all

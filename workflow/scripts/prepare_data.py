@@ -1,12 +1,9 @@
 """Decode the data source into cached arrays and a manifest (rule prepare_data)."""
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
-
-from cnnopt.data import cifar10 as data
 from cnnopt.common import logs
+from cnnopt.data import cifar10 as data
 
 logs.setup(snakemake.log[0])
 

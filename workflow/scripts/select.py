@@ -6,10 +6,7 @@ snakemake.params.metric    best_epoch | last_epoch (validation accuracy; never t
 snakemake.output[0]        results/tuning/{search}/{optimizer}.json
 """
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
 from cnnopt.tuning.select import select

@@ -1,10 +1,7 @@
 """Copy a trained run under the name of a run with the same spec (rule share_run)."""
 
 import json
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
 from cnnopt.train.share import share

@@ -1,14 +1,9 @@
 """Train one run (rule train): thin wrapper around cnnopt.train.loop.train."""
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
-
-from cnnopt.common import gpus
-from cnnopt.common import logs
-from cnnopt.common import runtime
+from cnnopt.common import gpus, logs, runtime
 from cnnopt.tuning import select as tuning
 
 # a retry (after a cancelled, preempted or timed-out attempt) shows every attempt's lines
@@ -22,7 +17,7 @@ log.info("attempt %d of this job", attempt)
 with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
     runtime.configure(snakemake.threads)
 
-    from cnnopt.train.loop import train  # noqa: E402  (after the thread pools are configured)
+    from cnnopt.train.loop import train  # imports Keras: after the thread pools are set
 
     spec = json.loads(snakemake.params.spec)
     if snakemake.input.get("choice"):  # a tuned run: the rate its search chose

@@ -5,14 +5,10 @@ snakemake.output.tuning_<search>  results/figures/tuning_<search>.png, one per s
 snakemake.params.searches   the searches
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
-from cnnopt.figures.names import tuning_figure_name
 from cnnopt.figures.draw import tuning_curves
+from cnnopt.figures.names import tuning_figure_name
 
 logs.setup(snakemake.log[0])
 for search in snakemake.params.searches:

@@ -6,10 +6,7 @@ snakemake.output.tuning_candidates, .tuned, .tuned_claims   the three CSV tables
 snakemake.params.labels      search -> label; .verdicts, .scale: the config's verdicts block, scale
 """
 
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "lib"))
 
 from cnnopt.common import logs
 from cnnopt.judge.rules import Rules

@@ -5,4 +5,4 @@ this package. The package never imports Snakemake, so each function can be impor
 tested and reused on its own.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -80,7 +80,7 @@ def closure(script, package_dir=PACKAGE_DIR) -> list[Path]:
     """The files of the package that ``script`` runs: every module it imports, directly or
     not, through subpackages too, the ``__init__.py`` files on the way, and the data files
     those modules name. Sorted."""
-    package_dir = Path(package_dir)
+    package_dir = Path(package_dir).resolve()
     files: set[Path] = set()
     todo: list[tuple[Path, str | None]] = [(Path(script), None)]
     seen: set[str] = set()
@@ -103,7 +103,7 @@ def closure(script, package_dir=PACKAGE_DIR) -> list[Path]:
 
 def version(script, package_dir=PACKAGE_DIR) -> str:
     """A short hash of the script and of every package file it runs (see ``closure``)."""
-    package_dir = Path(package_dir)
+    package_dir = Path(package_dir).resolve()
     digest = hashlib.sha256()
     for path in [Path(script), *closure(script, package_dir)]:
         name = path.name if path == Path(script) else path.relative_to(package_dir).as_posix()

@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The config schema: its keys, types and defaults (every default lives there).
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.yaml"
+#: The config schema: its keys, types and defaults (every default lives there). Package data
+#: (workflow/schemas/config.schema.yaml links here, where the workflow catalog looks for it).
+#: Not part of any code version: what it decides reaches the jobs as validated config values.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "config.schema.yaml"
 
 _ADAM_LIKE = ("beta_1", "beta_2", "epsilon")
 _EVERY = ("learning_rate", "weight_decay", "clipnorm")

@@ -21,7 +21,6 @@ import math
 import os
 import time
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import pandas as pd
 
@@ -40,8 +39,6 @@ RUN_TAG, SPEC_TAG = "cnnopt.run_id", "cnnopt.spec_sha256"
 #: Defaults set (where the environment leaves them unset) before mlflow is imported: a store
 #: that does not answer costs seconds, not MLflow's minutes of retries.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "15"}
-#: This checkout (the folder above workflow/): whose git commit a run is tagged with.
-_WORKFLOW_ROOT = Path(__file__).resolve().parents[4]
 
 
 def flat(spec: Mapping, prefix: str = "") -> dict[str, bool | int | float | str]:
@@ -155,13 +152,13 @@ class MlflowRun:
         params that it does not hold yet (MLflow refuses to change a param)."""
         from mlflow.entities import Param, RunTag
 
-        from cnnopt.common.provenance import DIRTY, git_commit
+        from cnnopt.common.provenance import DIRTY, code_commit
 
         tags = {"cnnopt.config": ", ".join(self.configfiles) or "-",
                 **{f"cnnopt.{k}": str(self.spec[k])
                    for k in ("optimizer", "variant", "seed", "role", "shared_with")
                    if k in self.spec}}
-        if commit := git_commit(_WORKFLOW_ROOT):  # this checkout's: the workflow's code
+        if commit := code_commit():  # the cnnopt code's, where it runs from a clone
             tags |= {"cnnopt.git_commit": commit,
                      "mlflow.source.git.commit": commit.removesuffix(DIRTY)}
         have = run.data.params

@@ -4,7 +4,8 @@
 under the decision rules: one per-run table (runs.csv); ``table1``,
 ``ablation`` and ``summary`` derive the paper's Table 1, the regularization twins and a JSON
 summary from it; ``aggregate`` writes them, the claims table (``judge.decide.judge``) and the
-arms' spread per stratum (``judge.decide.strata``).
+arms' spread per stratum (``judge.decide.strata``). ``judge_runs`` gives the claims table of
+any folder of runs, without Snakemake.
 
 Accuracies in the frames are percent. A diverged run (metrics ``diverged`` true) counts in
 the means with the accuracy it scored, and each table says how many of its runs diverged.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from os import PathLike
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,7 @@ import pandas as pd
 from cnnopt.common import files
 from cnnopt.common.paper import PAPER_BASELINE, PAPER_TABLE1
 from cnnopt.common.registry import optimizer_label
-from cnnopt.common.runs import optimizer_order, optimizer_rank, read_runs, shown_run
+from cnnopt.common.runs import Runs, optimizer_order, optimizer_rank, read_runs, shown_run
 from cnnopt.judge import claims as judge_claims
 from cnnopt.judge import decide, metrics
 from cnnopt.judge.rules import Rules
@@ -203,6 +205,30 @@ def verdict_counts(claims: pd.DataFrame) -> dict:
             "reduced": _clean(claims.loc[~at_paper, "verdict"].value_counts().to_dict())}
 
 
+def judged_runs(run_dirs, rules: Rules | dict | None = None) -> tuple[Runs, pd.DataFrame]:
+    """The run folders read (``read_runs``) and their per-run table with the curve facts
+    under ``rules``: what every judge reads."""
+    read = read_runs(run_dirs)
+    return read, metrics.with_curve_facts(read, Rules.of(rules))
+
+
+def judge_runs(run_dirs, claims=None, rules: Rules | dict | None = None,
+               scale: str = "reduced") -> pd.DataFrame:
+    """The claims table (``decide.COLUMNS``, one row per claim) of the runs in ``run_dirs``:
+    folders in the workflow's format (run.json, metrics.json, history.csv, evaluation.json),
+    made by the workflow or not. ``claims`` is a claims file's path, a list of claims, or None
+    (the paper's); an arm no run records is a one-line error. ``rules`` and ``scale`` as
+    ``aggregate``'s. No Snakemake needed: the README's "The library without Snakemake"."""
+    rules = Rules.of(rules)
+    read, runs = judged_runs(run_dirs, rules)
+    if claims is None:
+        claims = judge_claims.load_claims()
+    elif isinstance(claims, str | PathLike):
+        source, claims = claims, judge_claims.read_claims(claims)
+        judge_claims.check_arms(claims, set(runs["optimizer"] + "/" + runs["variant"]), source)
+    return decide.judge(claims, runs, read.predictions(), rules, scale)
+
+
 def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims, out_strata,
               rules: Rules | dict | None = None, scale: str = "reduced",
               claims: list[dict] | None = None) -> dict:
@@ -214,8 +240,7 @@ def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_cla
     ``claims.yaml``) is judged.
     """
     rules = Rules.of(rules)
-    read = read_runs(run_dirs)
-    runs = metrics.with_curve_facts(read, rules)
+    read, runs = judged_runs(run_dirs, rules)
     table = table1(runs)
     abl = ablation(runs)
     summ = summary(runs, table, abl)

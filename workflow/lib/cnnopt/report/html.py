@@ -153,9 +153,9 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
                                       allow_unicode=True, default_flow_style=False),
         "versions": report_tables.version_rows(runs),
         "total_seconds": summ.get("total_train_seconds"),
-        "provenance": {"commit": provenance.get("commit") or "unknown (not a git checkout)",
-                       **{k: provenance.get(k) for k in ("hostname", "platform", "generated",
-                                                         "snakemake_version")}},
+        "provenance": {"commit": provenance.get("commit") or "none (an installed copy of cnnopt)",
+                       **{k: provenance.get(k) for k in ("version", "hostname", "platform",
+                                                         "generated", "snakemake_version")}},
     }
 
 
@@ -166,6 +166,10 @@ def environment(template_dir) -> jinja2.Environment:
                              trim_blocks=True, lstrip_blocks=True)
     env.filters.update(FILTERS)
     return env
+
+
+#: The report's Jinja2 template, shipped with the package.
+TEMPLATE = Path(__file__).resolve().with_name("template.html.j2")
 
 
 def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, config: dict,
