@@ -88,24 +88,28 @@ _JUDGE = _NAMES | {"judge/claims.py", "judge/claims.yaml", "judge/decide.py", "j
 _CONFIG = {"config/grid.py", "config/schemafile.py", "config/searches.py"}
 _TRACKING = {"common/provenance.py", "common/tracking.py"}  # optional MLflow (config tracking)
 _DATA = {"data/cifar10.py", "data/splits.py"}
+_SEARCH = {"tuning/halving.py", "tuning/select.py"}  # the rungs and rounds of a search
 PINNED = {
     "download_data.py": _BASE | {"data/cifar10.py"},
     "prepare_data.py": _BASE | {"data/cifar10.py"},
     "train.py": _BASE | _TRACKING | _DATA | {
         "common/gpus.py", "common/registry.py", "common/runtime.py", "train/batches.py",
         "train/callbacks.py", "train/checkpoint.py", "train/loop.py", "train/models.py",
-        "train/optimizers.py", "train/store.py", "train/tensorboard.py", "tuning/select.py"},
+        "train/optimizers.py", "train/store.py", "train/tensorboard.py", "tuning/choice.py"},
     "share_run.py": _BASE | _TRACKING | {"common/registry.py", "train/share.py",
-                                         "train/tensorboard.py"},
+                                         "train/tensorboard.py", "tuning/choice.py"},
     "evaluate.py": _BASE | _TRACKING | _DATA | {"common/gpus.py", "common/runtime.py",
                                                 "evaluate/scoring.py"},
-    "select.py": _BASE | {"common/registry.py", "tuning/select.py"},
+    "select.py": _BASE | _SEARCH,
+    "rung.py": _BASE | _SEARCH,
+    "choose.py": _BASE | _SEARCH,
     "aggregate.py": _BASE | _RUNS | _JUDGE | {"judge/aggregate.py"},
     "calibrate.py": _BASE | _JUDGE | {"judge/calibration.py"},
     "figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
-    "tuning_figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
-    "tuning_tables.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/tables.py"},
-    "report.py": _BASE | _RUNS | _JUDGE | _CONFIG | {
+    "tuning_figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py", "tuning/profile.py"},
+    "tuning_tables.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/halving.py", "tuning/profile.py",
+                                                            "tuning/tables.py"},
+    "report.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/halving.py",
         "common/provenance.py", "figures/names.py", "judge/calibration.py", "report/deviations.yaml", "report/template.html.j2",
         "report/formatting.py", "report/future.py", "report/html.py", "report/tables.py",
         "report/text.py"},

@@ -46,29 +46,51 @@ def planned_jobs(wf, args) -> dict[str, list[str]]:
     proc = snakemake(wf, "-n", *args)
     assert proc.returncode == 0, proc.stdout[-3000:]
     jobs: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout)[1:]:
-        rule = re.match(r"(?:local)?rule (\w+):", block).group(1)
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", proc.stdout)[1:]:
+        rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block).group(1)
         wildcards = re.search(r"wildcards: (.*)", block)
         jobs.setdefault(rule, []).append(wildcards.group(1) if wildcards else "")
     return jobs
 
 
-def test_future_config_plans_candidates_select_and_tuned_runs(tmp_path):
+@pytest.mark.parametrize("config", ["config/future.yaml", "config/future_resnet.yaml"])
+def test_a_future_config_plans_its_searches_and_only_the_study_runs_its_claims_read(tmp_path, config):
+    from cnnopt.tuning import tables
+
     wf = copy_workflow(tmp_path / "wf")
-    cfg = merged_config("config/future.yaml")
+    cfg = merged_config(config)
     tuning = searches.expand_tuning(cfg)
-    jobs = planned_jobs(wf, ["--configfile", "config/future.yaml"])
-    trained = {re.sub(r"^run=", "", w) for w in jobs["train"]}
-    assert set(tuning) <= trained
-    assert trained - set(tuning) == set(grid.expand_runs(cfg))  # the study, unchanged
+    jobs = planned_jobs(wf, ["--configfile", config])
+    trained = {re.sub(r"^run=", "", w) for w in jobs["train"] + jobs["train_keep"]}
+    # before any rung is scored: every candidate's first rung, and the tuned runs on the seeds
+    # the winners' search runs do not cover (those are adopted once chosen)
+    firsts = {ids[0] for s, search in cfg["tuning"]["searches"].items() for o in search["optimizers"]
+              for rate, ids in searches.search_rates(tuning, s, o).items()
+              if not tuning[ids[0]].get("extension")}
+    tuned = set(searches.tuned_runs(tuning))
+    adopted = {r for r in tuned if tuning[r]["seed"] == cfg["tuning"]["seed"]}
+    assert trained & set(tuning) == firsts | (tuned - adopted)
+    assert {re.sub(r"^run=", "", w) for w in jobs["adopt"]} == adopted
+    # of the default study, only the runs that the future work's claims read
+    study = trained - set(tuning)
+    assert study == set(grid.expand_runs(cfg))
+    read = set()
+    for s, search in cfg["tuning"]["searches"].items():
+        present = list(search["optimizers"])
+        arms = {f"{o}/{search['budget']}" for o in present}
+        for claim in (tables.ranking_claims(s, s, present) + tables.newer_claims(s, s, present)
+                      + tables.hand_tuned_claims(s, s, present, search["budget"], arms)):
+            read |= {a for a in (claim.get("a"), claim.get("b"), *claim.get("members", []),
+                                 *claim.get("others", [])) if a}
+    assert {f"{tuning_spec['optimizer']}/{tuning_spec['variant']}"
+            for tuning_spec in (grid.expand_runs(cfg)[r] for r in study)} <= read
     selections = {f"search={s}, optimizer={o}" for s, search in cfg["tuning"]["searches"].items()
                   for o in search["optimizers"]}
-    assert set(jobs["select"]) == selections
-    assert {"nadam", "amsgrad", "adam", "sgd", "rmsprop", "adamax"} <= {
-        o for s in cfg["tuning"]["searches"].values() for o in s["optimizers"]}
+    assert {", ".join(sorted(w.split(", "))) for w in jobs["select"]} == \
+        {", ".join(sorted(w.split(", "))) for w in selections}
     evaluated = {re.sub(r"^run=", "", w) for w in jobs["evaluate"]}
     assert not {r for r in evaluated if tuning.get(r, {}).get("role") == "candidate"}
-    assert set(searches.tuned_runs(tuning)) <= evaluated
+    assert tuned <= evaluated
     assert len(jobs["tuning_tables"]) == len(jobs["tuning_figures"]) == len(jobs["report"]) == 1
 
 
@@ -79,8 +101,10 @@ def test_every_output_of_the_tuning_study_exists(future_run):
     for search, block in cfg["tuning"]["searches"].items():
         for opt in block["optimizers"]:
             choice = json.loads((wf / f"results/tuning/{search}/{opt}.json").read_text())
-            assert {c["run_id"] for c in choice["candidates"]} == set(
-                searches.tuning_candidates(runs, search, opt))
+            declared = searches.candidate_rates(block["optimizers"][opt]["rates"])
+            assert {c["learning_rate"] for c in choice["candidates"]} == {*declared, *choice["extensions"]}
+            chains = searches.search_rates(runs, search, opt)
+            assert {c["run_id"] for c in choice["candidates"]} <= {r for ids in chains.values() for r in ids}
             for rid in searches.tuned_runs(runs, search, opt):  # trained with the chosen rate
                 spec = json.loads((wf / f"results/runs/{rid}/run.json").read_text())
                 assert spec["optimizer_config"]["learning_rate"] == choice["learning_rate"]
@@ -88,13 +112,15 @@ def test_every_output_of_the_tuning_study_exists(future_run):
                 assert (wf / f"results/runs/{rid}/evaluation.json").exists()
         assert (wf / f"results/figures/tuning_{search}.png").read_bytes()[:4] == b"\x89PNG"
     for rid, spec in runs.items():
-        if spec["role"] == "candidate":  # chosen on validation: never scored on the test set
+        if spec["role"] == "candidate" and (wf / f"results/runs/{rid}").exists():
+            # chosen on validation: never scored on the test set (a rung no candidate reached,
+            # or an extension no choice asked for, is not trained at all)
             assert "test_accuracy" not in json.loads((wf / f"results/runs/{rid}/metrics.json").read_text())
             assert not (wf / f"results/runs/{rid}/evaluation.json").exists()
     tuned = pd.read_csv(wf / "results/tables/tuned.csv")
     assert len(tuned) == sum(len(b["optimizers"]) for b in cfg["tuning"]["searches"].values())
     claims = pd.read_csv(wf / "results/tables/tuned_claims.csv")
-    assert set(claims["id"]) == {"blocks_rank_adam_sgd", "resnet8_rank_adam_sgd"}
+    assert set(claims["id"]) == {"blocks_rank_adam_sgd", "halved_rank_adam_sgd", "resnet8_rank_adam_sgd"}
     assert set(claims["verdict"]) == {"inconclusive"}  # one seed
     study = pd.read_csv(wf / "results/tables/runs.csv")  # the study's tables hold its runs only
     assert set(study["role"]) == {"initial", "final"}
@@ -116,7 +142,7 @@ def test_the_report_answers_the_future_work(future_run):
     page = (wf / "results/report/report.html").read_text()
     section = page[page.index('id="future"'):page.index('id="reproducibility"')]
     assert "6. Future work, answered" in section
-    assert section.count("data:image/png;base64,") == 2  # one figure per search
+    assert section.count("data:image/png;base64,") == 3  # one figure per search
     for label in ("The smoke network", "A CIFAR ResNet of 8 layers", "AMSGrad"):
         assert label in section
     assert 'id="claim-blocks_rank_adam_sgd"' in section and "diverged" in section
@@ -130,8 +156,45 @@ def test_editing_one_optimizers_candidates_reruns_only_its_search_and_tuned_runs
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(wf, [a if a != FUTURE_SMOKE else str(edited) for a in args])
-    assert sorted(jobs["train"]) == ["run=adam-blocks_lr0.003-s100", "run=adam-blocks_tuned-s0"]
-    assert jobs["select"] == ["search=blocks, optimizer=adam"]
+    assert jobs["train"] == ["run=adam-blocks_lr0.003-s0"]
+    # the tuned run on the candidates' seed is the winner's search run, copied once chosen
+    assert jobs["adopt"] == ["run=adam-blocks_tuned-s0"]
+    assert jobs["rung"] == ["k=0, optimizer=adam, search=blocks"] or \
+        jobs["rung"] == ["search=blocks, optimizer=adam, k=0"]
+    assert len(jobs["choose"]) == len(jobs["select"]) == 1 and "search=blocks" in jobs["select"][0]
     assert jobs["evaluate"] == ["run=adam-blocks_tuned-s0"]
-    assert set(jobs) == {"train", "select", "evaluate", "tuning_tables", "tuning_figures",
-                         "report", "all"}
+    assert set(jobs) == {"train", "rung", "choose", "select", "adopt", "evaluate", "tuning_tables",
+                         "tuning_figures", "report", "all"}
+
+
+def test_successive_halving_promotes_continues_adopts_and_extends(future_run):
+    wf, _ = future_run
+    cfg = merged_config("config/smoke.yaml", FUTURE_SMOKE)
+    runs = searches.expand_tuning(cfg)
+    for opt in ("adam", "sgd"):
+        rung0 = json.loads((wf / f"results/tuning/halved/{opt}/rung0.json").read_text())
+        rung1 = json.loads((wf / f"results/tuning/halved/{opt}/rung1.json").read_text())
+        assert len(rung0["entrants"]) == 2 and len(rung0["promoted"]) == 1  # keep 0.5
+        promoted = rung0["promoted"][0]
+        [entrant] = rung1["entrants"]
+        assert runs[entrant["run_id"]]["continues"] == promoted and rung1["promoted"] == []
+        # the promoted candidate went on from its checkpoint: epoch 1 is the rung-0 run's, as trained
+        first = pd.read_csv(wf / f"results/runs/{promoted}/history.csv")
+        second = pd.read_csv(wf / f"results/runs/{entrant['run_id']}/history.csv")
+        assert list(second["epoch"]) == [1, 2]
+        pd.testing.assert_frame_equal(second.iloc[:1], first)
+        assert "continuing from" in (wf / f"results/logs/train/{entrant['run_id']}.log").read_text()
+        # two candidates: the winner sits at an edge, so one rate beyond it was tried at the final
+        # budget (trained through both rungs) and the choice made again; none is left after it
+        round0 = json.loads((wf / f"results/tuning/halved/{opt}/round0.json").read_text())
+        assert round0["at_edge"] and round0["extend_to"] is not None
+        chain = searches.search_rates(runs, "halved", opt)[round0["extend_to"]]
+        assert all((wf / f"results/runs/{rid}/metrics.json").exists() for rid in chain)
+        choice = json.loads((wf / f"results/tuning/halved/{opt}.json").read_text())
+        assert choice["extensions"] == [round0["extend_to"]] and choice["extend_to"] is None
+        assert choice["round"] == 1 and len(choice["candidates"]) == 3
+        # the tuned run on the candidates' seed is the winner's final-budget run, copied
+        tuned = json.loads((wf / f"results/runs/{opt}-halved_tuned-s0/run.json").read_text())
+        assert tuned["shared_with"] == choice["run_id"] and tuned["chosen_from"] == choice["run_id"]
+        assert tuned["optimizer_config"]["learning_rate"] == choice["learning_rate"]
+        assert (wf / f"results/runs/{opt}-halved_tuned-s0/evaluation.json").exists()

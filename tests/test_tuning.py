@@ -13,6 +13,7 @@ import yaml
 from cnnopt.common.errors import CnnoptError, ConfigError
 from cnnopt.config import grid, schema, searches
 from cnnopt.judge import claims as judge_claims
+from cnnopt.tuning import choice
 from cnnopt.tuning import select as tuning
 from cnnopt.tuning import tables as tuning_tables
 
@@ -70,37 +71,54 @@ def test_future_config_expands_to_candidates_and_tuned_runs_of_one_budget():
     cfg = future()
     runs = searches.expand_tuning(cfg)
     blocks = cfg["tuning"]["searches"]["blocks"]
+    final = cfg["variants"]["final"]["epochs"]
     for opt, entry in blocks["optimizers"].items():
-        cands = searches.tuning_candidates(runs, "blocks", opt)
-        assert sorted(cands.values()) == searches.candidate_rates(entry["rates"])
-        assert len(cands) >= 4
-        for rid, rate in cands.items():
-            spec = runs[rid]
-            assert spec["role"] == "candidate" and spec["seed"] == cfg["tuning"]["seed"]
-            assert spec["optimizer_config"]["learning_rate"] == rate
-            assert spec["score_test"] is False  # chosen on validation, never scored on test
+        chains = searches.search_rates(runs, "blocks", opt)
+        declared = searches.candidate_rates(entry["rates"])
+        assert len(declared) == 6  # the same trial budget for every optimizer
+        assert set(declared) < set(chains) and len(chains) == len(declared) + 2  # + one step beyond each edge
+        for rate, ids in chains.items():
+            specs = [runs[r] for r in ids]
+            assert [s["epochs"] for s in specs] == [*blocks["halving"]["rungs"], final]
+            assert all(s["role"] == "candidate" and s["seed"] == cfg["tuning"]["seed"] for s in specs)
+            assert all(s["optimizer_config"]["learning_rate"] == rate for s in specs)
+            assert all(s["score_test"] is False for s in specs)  # chosen on validation, never scored on test
         tuned = searches.tuned_runs(runs, "blocks", opt)
         assert sorted(runs[r]["seed"] for r in tuned) == cfg["tuning"]["seeds"]
         assert all(runs[r]["optimizer_config"]["learning_rate"] is None for r in tuned)
-    # only the rate (and the optimizer) differs: one model, epochs, schedule and data for all
-    budget = {json.dumps({k: s[k] for k in ("model", "epochs", "batch_size", "schedule",
-                                             "max_train_images", "validation_size")}, sort_keys=True)
+        assert all(runs[r]["epochs"] == final for r in tuned)  # the final budget
+    # only the rate (and the optimizer) differs: one model, schedule and data for all
+    budget = {json.dumps({k: s[k] for k in ("model", "batch_size", "schedule", "max_train_images",
+                                             "validation_size")}, sort_keys=True)
               for s in runs.values() if s["search"] == "blocks"}
     assert len(budget) == 1
-    assert runs["sgd-blocks_lr10-s100"]["optimizer_config"]["momentum"] == 0.9
+    assert runs["sgd-blocks_tuned-s0"]["optimizer_config"]["momentum"] == 0.9  # the final recipe's
     assert runs["amsgrad-blocks_tuned-s0"]["optimizer_config"] == {
         "name": "adam", "amsgrad": True, "learning_rate": None}
 
 
-def test_the_resnet_search_trains_resnet20():
-    runs = searches.expand_tuning(future())
+def test_the_resnet_config_tunes_resnet20_at_its_own_final_budget():
+    cfg = schema.validate(layered("config/future_resnet.yaml"))
+    runs = searches.expand_tuning(cfg)
     model = runs["adam-resnet20_tuned-s1"]["model"]
     assert model["architecture"] == "resnet" and model["depth"] == 20
     assert model["filters"] == [16, 32, 64] and "dropout" not in model
+    study = grid.expand_runs(cfg)  # its reference runs: the final recipes on ResNet-20, same budget
+    assert {s["variant"] for s in study.values()} == {"final_resnet20"}
+    assert {s["epochs"] for s in study.values()} == {runs["adam-resnet20_tuned-s1"]["epochs"]}
+    assert {o for s in cfg["tuning"]["searches"].values() for o in s["optimizers"]} == {
+        "adam", "sgd", "rmsprop", "adamax", "nadam", "amsgrad"}
 
 
-def test_the_study_runs_are_unchanged_by_the_tuning_block():
-    assert grid.expand_runs(future()) == grid.expand_runs(schema.validate(layered()))
+def test_the_future_configs_stand_alone_and_share_their_reference_runs_with_the_study():
+    study = grid.expand_runs(schema.validate(layered()))
+    future_runs = grid.expand_runs(future())
+    # standalone: of the default study only the four final recipes (the hand-tuned reference
+    # that the tuned claims read), and those are the study's own runs, spec for spec: run in the
+    # study's folder, they train nothing again
+    assert {s["variant"] for s in future_runs.values()} == {"final"}
+    assert {s["optimizer"] for s in future_runs.values()} == {"adam", "sgd", "rmsprop", "adamax"}
+    assert all(study[rid] == spec for rid, spec in future_runs.items())
 
 
 @pytest.mark.parametrize("entry, needle", [
@@ -178,14 +196,14 @@ def test_a_tuned_run_takes_the_chosen_rate_and_nothing_else_changes(tmp_path):
     metrics = write_metrics(tmp_path, {"a": (0.5, 0.5, False), "b": (0.6, 0.6, False)})
     tuning.select("blocks", "adam", {"a": 0.001, "b": 0.003}, metrics, "last_epoch", tmp_path / "c.json")
     spec = runs["adam-blocks_tuned-s1"]
-    tuned = tuning.apply_choice(spec, tmp_path / "c.json")
+    tuned = choice.apply_choice(spec, tmp_path / "c.json")
     assert tuned["optimizer_config"]["learning_rate"] == 0.003 and tuned["chosen_from"] == "b"
     assert {k: v for k, v in tuned.items() if k not in ("optimizer_config", "chosen_from")} == \
         {k: v for k, v in spec.items() if k != "optimizer_config"}
-    assert tuning.apply_choice(runs["adam-blocks_lr0.001-s100"], tmp_path / "c.json") == \
-        runs["adam-blocks_lr0.001-s100"]  # a candidate keeps its own rate
+    candidate = searches.search_rates(runs, "blocks", "adam")[0.000499][-1]
+    assert choice.apply_choice(runs[candidate], tmp_path / "c.json") == runs[candidate]  # it keeps its own rate
     with pytest.raises(CnnoptError, match="not of sgd in blocks"):
-        tuning.apply_choice(runs["sgd-blocks_tuned-s0"], tmp_path / "c.json")
+        choice.apply_choice(runs["sgd-blocks_tuned-s0"], tmp_path / "c.json")
 
 
 # ---------------------------------------------------------------- tables and verdicts
@@ -239,9 +257,11 @@ def test_the_budget_of_a_search_is_said_in_words():
     from cnnopt.report import future as report_future
 
     runs = searches.expand_tuning(future())
-    blocks = report_future.budget_text(runs["sgd-blocks_lr10-s100"])
-    assert blocks.startswith("the blocks network") and "4 epochs" in blocks and "10,000 training images" in blocks
+    blocks = report_future.budget_text(runs["sgd-blocks_tuned-s0"])
+    assert blocks.startswith("the blocks network") and "8 epochs" in blocks
     assert "exponential" in blocks and "batch norm on" in blocks
     assert report_future.budget_text(runs["adam-blocks_tuned-s1"]) == blocks  # one budget per search
-    resnet = report_future.budget_text(runs["nadam-resnet20_lr0.001-s100"])
-    assert resnet.startswith("ResNet-20 (filters [16, 32, 64])") and "3 epochs" in resnet
+    resnet = report_future.budget_text(searches.expand_tuning(
+        schema.validate(layered("config/future_resnet.yaml")))["nadam-resnet20_tuned-s0"])
+    assert resnet.startswith("ResNet-20 (filters [16, 32, 64])") and "6 epochs" in resnet
+    assert "10,000 training images" in resnet

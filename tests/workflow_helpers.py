@@ -84,7 +84,7 @@ def rule_scripts(root: Path = ROOT) -> dict[str, Path]:
     """Rule name -> its script, read from the rule modules of the workflow in ``root``."""
     out = {}
     for smk in (root / "workflow/rules").glob("*.smk"):
-        for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^\s*(?:rule|checkpoint) ", smk.read_text(), flags=re.M)[1:]:
             script = re.search(r'"\.\./scripts/(\w+\.py)"', block)
             if script:
                 out[block.split(":", 1)[0].strip()] = root / "workflow/scripts" / script.group(1)

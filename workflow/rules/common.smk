@@ -26,7 +26,12 @@ SCRIPTS = workflow.current_basedir.join("../scripts")
 from cnnopt.common import codeversion
 from cnnopt.common.registry import RUN_DIR, RUN_FILES, TUNED
 from cnnopt.config import grid, schema, searches
-from cnnopt.figures.names import FIGURES as FIGURE_NAMES, optimizer_figure_name, tuning_figure_name
+from cnnopt.figures.names import (
+    FIGURES as FIGURE_NAMES,
+    PROFILE_FIGURE,
+    optimizer_figure_name,
+    tuning_figure_name,
+)
 from cnnopt.data.cifar10 import is_url
 from cnnopt.common.errors import CnnoptError, ConfigError
 from cnnopt.judge.claims import check_arms, load_claims, read_claims
@@ -47,6 +52,14 @@ RUNS = STUDY_RUNS | TUNING_RUNS
 # share_run copies the trained run's folder under its name (cnnopt.config.grid.shared_runs).
 SHARED = grid.shared_runs(RUNS)
 TRAINED = [rid for rid in RUNS if rid not in SHARED]
+# What a training writes into its run folder (rule train; share_run and adopt copy them).
+TRAIN_OUTPUTS = dict(
+    model=f"{RUN_DIR}/model.keras",
+    best_model=f"{RUN_DIR}/model_best.keras",  # the epoch of the best validation accuracy
+    history=f"{RUN_DIR}/history.csv",
+    metrics=f"{RUN_DIR}/metrics.json",
+    spec=f"{RUN_DIR}/run.json",
+)
 # Candidates are chosen on validation accuracy and never scored on the test set.
 EVALUATED = [rid for rid, spec in RUNS.items() if spec.get("score_test", True)]
 # The claims the claims table judges: the paper's, or the user's own file (config `claims`),
@@ -137,13 +150,112 @@ def download_name(url):
 SEARCHES = config["tuning"]["searches"]
 TUNING_CHOICE = "results/tuning/{search}/{optimizer}.json"
 TUNING_TABLES = {
-    name: f"results/tables/{name}.csv" for name in ("tuning_candidates", "tuned", "tuned_claims")
+    name: f"results/tables/{name}.csv"
+    for name in ("tuning_candidates", "tuned", "tuned_claims", "time_to_target")
 }
 TUNING_FIGURES = {
     tuning_figure_name(search): f"results/figures/{tuning_figure_name(search)}.png"
     for search in SEARCHES
-}
+} | {PROFILE_FIGURE: f"results/figures/{PROFILE_FIGURE}.png"}
 TUNED_RUNS = searches.tuned_runs(TUNING_RUNS)
+# The study's runs that the tuned claims set the tuned runs against: each search's budget
+# variant (the hand-tuned final recipes), for the optimizers it searches.
+REFERENCE_RUNS = [
+    rid
+    for rid, spec in STUDY_RUNS.items()
+    for name, search in SEARCHES.items()
+    if spec["variant"] == search.get("budget") and spec["optimizer"] in search["optimizers"]
+]
+# Successive halving (cnnopt.tuning.halving): a rung's scores and promotions, each round of the
+# choice at the final budget (a round after the first tries one rate beyond the edge), and the
+# runs that keep their final state for the next rung or continue an earlier rung's.
+TUNING_RUNG = "results/tuning/{search}/{optimizer}/rung{k}.json"
+TUNING_ROUND = "results/tuning/{search}/{optimizer}/round{round}.json"
+RUN_STATE = f"{RUN_DIR}/state"
+KEEP_STATE = [rid for rid, spec in TUNING_RUNS.items() if spec.get("keep_state")]
+# A tuned run on the candidates' seed is the winner's search run, copied (rule adopt).
+ADOPTED = [rid for rid in TUNED_RUNS if RUNS[rid]["seed"] == config["tuning"]["seed"]]
+TRAINED_PLAIN = [rid for rid in TRAINED if rid not in KEEP_STATE and rid not in ADOPTED]
+
+
+def search_chains(search, optimizer, extensions=True):
+    """Learning rate -> its runs, rung by rung, of ``optimizer`` in ``search``; without
+    ``extensions``, only the declared candidates."""
+    chains = searches.search_rates(RUNS, search, optimizer)
+    if extensions:
+        return chains
+    return {rate: ids for rate, ids in chains.items() if not RUNS[ids[0]].get("extension")}
+
+
+def search_rungs(search, optimizer):
+    """How many rungs the candidates of ``optimizer`` in ``search`` train through."""
+    return len(next(iter(search_chains(search, optimizer).values())))
+
+
+def rung_inputs(wildcards):
+    """A rung's inputs: the metrics of its entrants (every candidate at rung 0; later, those
+    the previous rung promoted: read from its file, a checkpoint) and that file."""
+    k = int(wildcards.k)
+    chains = search_chains(wildcards.search, wildcards.optimizer, extensions=False)
+    if k == 0:
+        entrants = [ids[0] for ids in chains.values()]
+        return {"metrics": run_files(RUN_FILES["metrics"], entrants)}
+    previous = checkpoints.rung.get(
+        search=wildcards.search, optimizer=wildcards.optimizer, k=k - 1
+    ).output[0]
+    with open(previous, encoding="utf-8") as fh:
+        promoted = set(json.load(fh)["promoted"])
+    entrants = [ids[k] for ids in chains.values() if ids[k - 1] in promoted]
+    return {"metrics": run_files(RUN_FILES["metrics"], entrants), "previous": previous}
+
+
+def round_inputs(wildcards):
+    """A round's inputs: round 0, every rung's file; later, the previous round's file and the
+    final-budget metrics of the extension it asked for."""
+    r = int(wildcards.round)
+    if r == 0:
+        return {
+            "rungs": [
+                TUNING_RUNG.format(search=wildcards.search, optimizer=wildcards.optimizer, k=k)
+                for k in range(search_rungs(wildcards.search, wildcards.optimizer))
+            ]
+        }
+    previous = checkpoints.choose.get(
+        search=wildcards.search, optimizer=wildcards.optimizer, round=r - 1
+    ).output[0]
+    with open(previous, encoding="utf-8") as fh:
+        rate = json.load(fh)["extend_to"]
+    chain = search_chains(wildcards.search, wildcards.optimizer)[rate]
+    return {"previous": previous, "metrics": run_files(RUN_FILES["metrics"], chain[-1:])}
+
+
+def last_round(wildcards):
+    """The round file whose choice asks for no further extension (walking the rounds)."""
+    r = 0
+    while True:
+        path = checkpoints.choose.get(
+            search=wildcards.search, optimizer=wildcards.optimizer, round=r
+        ).output[0]
+        with open(path, encoding="utf-8") as fh:
+            if json.load(fh)["extend_to"] is None:
+                return path
+        r += 1
+
+
+def continued_state(wildcards):
+    """The state a rung's run continues from: the previous rung's ([] for other runs)."""
+    previous = RUNS.get(wildcards.run, {}).get("continues")
+    return RUN_STATE.format(run=previous) if previous else []
+
+
+def adopted_inputs(wildcards):
+    """A tuned run on the candidates' seed: its selection file (a checkpoint) and the files of
+    the winner's run at the final budget."""
+    spec = RUNS[wildcards.run]
+    choice = checkpoints.select.get(search=spec["search"], optimizer=spec["optimizer"]).output[0]
+    with open(choice, encoding="utf-8") as fh:
+        winner = json.load(fh)["run_id"]
+    return {"choice": choice, **{k: p.format(run=winner) for k, p in TRAIN_OUTPUTS.items()}}
 
 
 def tuned_choice(wildcards):

@@ -1,20 +1,16 @@
 # Train: one job per distinct run {optimizer}-{variant}-s{seed}, on a GPU where one is given;
 # a run whose spec equals an earlier one's is copied from it (share_run), not trained again.
 # Each also writes its TensorBoard events to results/tensorboard/<run id>/ (not outputs).
-
-TRAIN_OUTPUTS = dict(
-    model=f"{RUN_DIR}/model.keras",
-    best_model=f"{RUN_DIR}/model_best.keras",  # the epoch of the best validation accuracy
-    history=f"{RUN_DIR}/history.csv",
-    metrics=f"{RUN_DIR}/metrics.json",
-    spec=f"{RUN_DIR}/run.json",
-)
+# A learning-rate search's rung (config tuning, halving) continues the previous rung's state,
+# and keeps its own for the next rung (train_keep); a tuned run on the candidates' seed is the
+# winner's search run, copied (adopt).
 
 
 rule train:
     input:
         arrays=DATA_ARRAYS,
         choice=tuned_choice,  # a tuned run's selection file (its learning rate); else none
+        previous=continued_state,  # a search rung's run: the previous rung's state; else none
     output:
         **TRAIN_OUTPUTS,
     log:
@@ -22,7 +18,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{run}.tsv"
     wildcard_constraints:
-        run=one_of(TRAINED),
+        run=one_of(TRAINED_PLAIN),
     conda:
         "../../envs/cnnopt.yaml"
     threads: config["threads"]
@@ -59,6 +55,40 @@ rule share_run:
         "results/benchmarks/share_run/{run}.tsv"
     wildcard_constraints:
         run=one_of(SHARED),
+    localrule: True
+    conda:
+        "../../envs/cnnopt.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        spec=spec_json,
+        tensorboard="results/tensorboard/{run}",  # written anew from the copied history
+        code=code_version("share_run.py"),
+    script:
+        "../scripts/share_run.py"
+
+
+use rule train as train_keep with:
+    output:
+        **TRAIN_OUTPUTS,
+        state=directory(RUN_STATE),  # the final state the next rung continues from
+    wildcard_constraints:
+        run=one_of(KEEP_STATE),
+
+
+rule adopt:
+    input:
+        unpack(adopted_inputs),
+    output:
+        **TRAIN_OUTPUTS,
+    log:
+        "results/logs/adopt/{run}.log",
+    benchmark:
+        "results/benchmarks/adopt/{run}.tsv"
+    wildcard_constraints:
+        run=one_of(ADOPTED),
     localrule: True
     conda:
         "../../envs/cnnopt.yaml"

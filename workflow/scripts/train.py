@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from cnnopt.common import gpus, logs, runtime
-from cnnopt.tuning import select as tuning
+from cnnopt.tuning import choice as tuning
 
 # a retry (after a cancelled, preempted or timed-out attempt) shows every attempt's lines
 attempt = int(snakemake.resources.get("attempt", 1))
@@ -25,8 +25,10 @@ with gpus.claim(int(snakemake.resources.get("gpu", 0) or 0)):
     train(
         spec,
         Path(snakemake.input.arrays),
-        {name: Path(path) for name, path in snakemake.output.items()},
+        {name: Path(path) for name, path in snakemake.output.items() if name != "state"},
         resume_dir=Path(snakemake.params.resume_dir),
+        start_from=Path(snakemake.input.previous) if snakemake.input.get("previous") else None,
+        keep_state=Path(snakemake.output.state) if snakemake.output.get("state") else None,
         retry=attempt > 1,
         tensorboard=Path(snakemake.params.tensorboard),
         tracking=snakemake.params.tracking,

@@ -1,9 +1,10 @@
 """The tuning study's tables (rule tuning_tables): cnnopt.tuning.tables.tables.
 
 snakemake.input.choices      results/tuning/{search}/{optimizer}.json, every selection
-snakemake.input.metrics      the tuned runs' results/runs/{run_id}/metrics.json (folder = parent)
-snakemake.output.tuning_candidates, .tuned, .tuned_claims   the three CSV tables
-snakemake.params.labels      search -> label; .verdicts, .scale: the config's verdicts block, scale
+snakemake.input.metrics      the tuned and reference runs' results/runs/{run_id}/metrics.json (folder = parent)
+snakemake.output.tuning_candidates, .tuned, .tuned_claims, .time_to_target   the CSV tables
+snakemake.params.labels      search -> label; .budgets: search -> its budget variant (the reference
+                             runs); .verdicts, .scale: the config's verdicts block, scale
 """
 
 from pathlib import Path
@@ -20,6 +21,8 @@ tables(
     snakemake.output.tuning_candidates,
     snakemake.output.tuned,
     snakemake.output.tuned_claims,
+    snakemake.output.time_to_target,
     rules=Rules.of(dict(snakemake.params.verdicts)),
     scale=snakemake.params.scale,
+    budgets=dict(snakemake.params.budgets),
 )

@@ -74,6 +74,10 @@ RUN_DIR = "results/runs/{run}"
 
 #: Keys of a run's spec that name the run rather than change what it trains.
 IDENTITY_KEYS = ("run_id", "variant", "role", "label", "key_adjustments")
+#: The keys a learning-rate search adds to its runs' specs for its own bookkeeping: how a run
+#: was had, not what it trains (cnnopt.config.searches; a tuned run may copy a candidate's).
+SEARCH_KEYS = ("search", "score_test", "metric", "rung", "keep_state", "continues", "extension",
+               "chosen_from")
 
 
 def run_id(optimizer: str, variant: str, seed: int) -> str:

@@ -319,3 +319,25 @@ def tuning_curves(candidates_csv, search: str, out) -> Path:
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _save(fig, out, list(table["run_id"]))
+
+
+def performance_profile(profile: pd.DataFrame, target: float, measure: str, out) -> Path:
+    """The performance profile of the tuned runs' times to the validation target ``target``
+    (``profile``: ``tuning.profile.performance_profile``'s optimizer, tau, rho): per optimizer,
+    the share of searches on which its median ``measure`` is within a factor tau of the
+    fastest's (log x)."""
+    if profile.empty:
+        return placeholder(out, "No tuned runs: no time to target.")
+    colors = palette(profile["optimizer"])
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    for opt, grp in profile.groupby("optimizer", sort=False):
+        ax.step(grp["tau"], grp["rho"], where="post", color=colors[opt], label=optimizer_label(opt))
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel(f"tau: within this factor of the fastest ({measure.replace('_', ' ')}, log scale)")
+    ax.set_ylabel("share of searches")
+    ax.set_title(f"Performance profile: time to {target:g} % validation accuracy (median over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, out, sorted(profile["optimizer"].unique()))

@@ -31,6 +31,10 @@ def figure_optimizer(name: str) -> str | None:
 TUNING_FIGURE_PREFIX = "tuning_"
 
 
+#: The performance profile of the tuned runs' times to the validation target (all searches).
+PROFILE_FIGURE = "performance_profile"
+
+
 def tuning_figure_name(search: str) -> str:
     """The name (file stem) of a search's accuracy-against-rate figure, e.g. "tuning_blocks"."""
     return TUNING_FIGURE_PREFIX + search

@@ -18,7 +18,7 @@ from cnnopt.report.formatting import fmt, general, pm
 from cnnopt.report.tables import claim_rows, records
 
 #: The tuning tables the section reads (``tables`` of ``report.render``).
-TABLES = ("tuning_candidates", "tuned", "tuned_claims")
+TABLES = ("tuning_candidates", "tuned", "tuned_claims", "time_to_target")
 
 
 def budget_text(spec: dict) -> str:
@@ -67,6 +67,25 @@ def ranking_sentence(claims: pd.DataFrame) -> str:
     return f"{head}: of its {len(claims)} ranking claim{'s' if len(claims) != 1 else ''}, {parts}."
 
 
+def newer_sentence(claims: pd.DataFrame) -> str:
+    """What the verdicts say of the newer optimizers against tuned Adam and Adamax."""
+    if claims.empty:
+        return ""
+    won = claims.loc[claims["verdict"] == REPRODUCED, "claim"].tolist()
+    lost = claims.loc[claims["verdict"] == CONTRADICTED, "claim"].tolist()
+    rest = len(claims) - len(won) - len(lost)
+    parts = [f"{len(won)} shown" if won else "none shown", f"{len(lost)} contradicted (the reference is better)"
+             if lost else "", f"{rest} not decided by these seeds" if rest else ""]
+    return (f"Newer optimizers against tuned Adam and Adamax: of {len(claims)} claims that one beats the "
+            f"other, {', '.join(p for p in parts if p)}.")
+
+
+def _time_rows(time: pd.DataFrame) -> list[dict]:
+    return [{"optimizer": optimizer_label(r["optimizer"]), "seeds": r["seeds"], "reached": r["reached"],
+             "steps": r["steps_to_target"], "seconds": r["seconds_to_target"], "epochs": r["epochs_to_target"]}
+            for r in records(time.sort_values("steps_to_target", kind="stable"))]
+
+
 def _ranking_text(tuned: pd.DataFrame) -> str:
     order = tuned.sort_values("rank", kind="stable")
     ours = "; ".join(f"{optimizer_label(r.optimizer)} {pm(r.test_accuracy, r.test_accuracy_std)}"
@@ -84,11 +103,14 @@ def future_section(tables: dict[str, pd.DataFrame], figures: dict[str, str], con
     specs = {}  # search -> one of its runs' resolved spec (they share the budget)
     for spec in expand_tuning(config).values():
         specs.setdefault(spec["search"], spec)
-    cands, tuned, claims = (tables[name] for name in TABLES)
+    cands, tuned, claims, time = (tables[name] for name in TABLES)
     out = []
     for name, search in searches.items():
         mine_t = tuned[tuned["search"] == name] if len(tuned) else tuned
         mine_c = claims[claims["id"].astype(str).str.startswith(f"{name}_")] if len(claims) else claims
+        ranking = mine_c[mine_c["family"] == "ranking"] if len(mine_c) else mine_c
+        newer = mine_c[mine_c["family"] == "newer"] if len(mine_c) else mine_c
+        mine_time = time[time["search"] == name] if len(time) else time
         out.append({
             "name": name, "label": search.get("label", name),
             "budget": budget_text(specs[name]),
@@ -97,7 +119,10 @@ def future_section(tables: dict[str, pd.DataFrame], figures: dict[str, str], con
                            "learning_rate": general(r["learning_rate"], 3)} for r in records(mine_t)],
             "claims": claim_rows(mine_c),
             "ranking": _ranking_text(mine_t) if len(mine_t) else "",
-            "verdict": ranking_sentence(mine_c),
+            "verdict": ranking_sentence(ranking),
+            "newer": newer_sentence(newer),
+            "time": _time_rows(mine_time),
+            "target": float(time["target"].iloc[0]) if len(time) else None,
             "figure": figures.get(tuning_figure_name(name)),
         })
     return out

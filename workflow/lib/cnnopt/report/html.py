@@ -25,7 +25,7 @@ from cnnopt.common.errors import CnnoptError
 from cnnopt.common.paper import PAPER_AUTHORS, PAPER_TITLE
 from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import Runs, optimizer_order, read_runs, shown_run
-from cnnopt.figures.names import FIGURES, figure_search, optimizer_figure_name
+from cnnopt.figures.names import FIGURES, PROFILE_FIGURE, figure_search, optimizer_figure_name
 from cnnopt.judge import decide
 from cnnopt.judge.rules import Rules
 from cnnopt.report import future as report_future
@@ -149,6 +149,7 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
             {name: _read_csv(tuning[name], name) for name in report_future.TABLES},
             {key: figure_uri(path) for key, path in figs.items()
              if figure_search(key)}, config) if tuning else [],
+        "future_profile": figure_uri(figs[PROFILE_FIGURE]) if tuning and PROFILE_FIGURE in figs else None,
         "config_yaml": yaml.safe_dump(json.loads(json.dumps(config, default=str)), sort_keys=False,
                                       allow_unicode=True, default_flow_style=False),
         "versions": report_tables.version_rows(runs),

@@ -162,6 +162,38 @@ class Checkpoint(keras.callbacks.Callback):
             self.best.clean()
 
 
+def export_state(folder: Path, out: Path) -> None:
+    """Copy the last saved state of the checkpoint ``folder`` (state.json and the weights files
+    it names) to the folder ``out``, whole or not at all: what a later rung continues from."""
+    state = files.read_json(Path(folder) / "state.json")
+    names = [state["weights"], *(p.name for p in Path(folder).glob("best-epoch-*.weights.h5"))]
+    with files.atomic_dir(out) as tmp:
+        for name in names:
+            shutil.copyfile(Path(folder) / name, tmp / name)
+        files.write_json(tmp / "state.json", state)
+
+
+def adopt_state(source: Path, folder: Path, spec: dict) -> bool:
+    """Start the checkpoint ``folder`` of the run ``spec`` from another run's exported state
+    (``export_state``: an earlier rung of the same candidate), so its training goes on after the
+    epochs that run trained and trains none of them again. A folder that already holds this
+    run's own state (a retry) keeps it. Returns whether the state was adopted."""
+    folder = Path(folder)
+    own = folder / "state.json"
+    if own.exists() and files.read_json(own).get("fingerprint") == fingerprint(spec):
+        return False
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    state = files.read_json(Path(source) / "state.json")
+    for path in Path(source).glob("*.weights.h5"):
+        shutil.copyfile(path, folder / path.name)
+    files.write_json(own, state | {"fingerprint": fingerprint(spec)})
+    log.info("continuing from %s after epoch %d (its state, adopted: no epoch is trained again)",
+             source, state["epoch"])
+    return True
+
+
 @contextlib.contextmanager
 def stop_requests(handler):
     """Route the stop signals to ``handler`` (None: leave them alone) for the block."""

@@ -21,7 +21,7 @@ import keras
 import pandas as pd
 
 from cnnopt.common import files, runtime
-from cnnopt.common.errors import Interrupted
+from cnnopt.common.errors import CnnoptError, Interrupted
 from cnnopt.common.tracking import tracker
 from cnnopt.data import cifar10 as data
 from cnnopt.data import splits
@@ -32,7 +32,8 @@ log = logging.getLogger("cnnopt.train.loop")
 
 
 def train(spec: dict, arrays: Path, outputs: dict, resume_dir: Path | None = None,
-          retry: bool = False, tensorboard: Path | None = None, tracking: object = None) -> dict:
+          retry: bool = False, tensorboard: Path | None = None, tracking: object = None,
+          start_from: Path | None = None, keep_state: Path | None = None) -> dict:
     """Train the run ``spec`` on the cached arrays; write ``outputs``; return the metrics.
 
     ``outputs`` maps "model" (the last epoch's), "history", "metrics" and "spec" to file
@@ -50,11 +51,18 @@ def train(spec: dict, arrays: Path, outputs: dict, resume_dir: Path | None = Non
     given) and, where ``tracking`` (the config's ``tracking``) names an MLflow store, to the
     run's MLflow run. Each start (fresh, resumed or restored) first writes them the history
     recorded so far: the event files anew, MLflow the epochs after its last logged one.
+
+    A rung of a learning-rate search (``cnnopt.tuning.halving``) goes on from the previous
+    rung's final state, ``start_from`` (a folder ``keep_state`` of that run), and trains only
+    the epochs after it; with ``keep_state`` the run's own final state is exported there for
+    the next rung. Both need a ``resume_dir``.
     """
+    if (start_from is not None or keep_state is not None) and resume_dir is None:
+        raise CnnoptError(f"run {spec['run_id']}: continuing or keeping a state needs a resume folder")
     sinks = [s for s in (None if tensorboard is None else EventFiles(tensorboard, spec),
                          tracker(tracking, spec)) if s is not None]
     try:
-        return _train(spec, arrays, outputs, resume_dir, retry, sinks)
+        return _train(spec, arrays, outputs, resume_dir, retry, sinks, start_from, keep_state)
     except BaseException as error:
         for sink in sinks:
             sink.end("KILLED" if isinstance(error, Interrupted | KeyboardInterrupt) else "FAILED")
@@ -62,7 +70,7 @@ def train(spec: dict, arrays: Path, outputs: dict, resume_dir: Path | None = Non
 
 
 def _train(spec: dict, arrays: Path, outputs: dict, resume_dir: Path | None, retry: bool,
-           sinks: list) -> dict:
+           sinks: list, start_from: Path | None = None, keep_state: Path | None = None) -> dict:
     kept = None if resume_dir is None else store.FinishedOutputs(resume_dir,
                                                                   checkpoint.fingerprint(spec))
     if kept is not None and (restored := _restored(kept, outputs, retry)) is not None:
@@ -71,6 +79,8 @@ def _train(spec: dict, arrays: Path, outputs: dict, resume_dir: Path | None, ret
             sink.start(history)
             sink.end("FINISHED", restored)
         return restored
+    if start_from is not None:
+        checkpoint.adopt_state(start_from, resume_dir, spec)
     keras.utils.set_random_seed(spec["seed"])
     if spec.get("deterministic"):
         runtime.deterministic()
@@ -88,6 +98,8 @@ def _train(spec: dict, arrays: Path, outputs: dict, resume_dir: Path | None, ret
         metrics = _metrics(spec, len(sets["x_train"]), model, history, best.epoch, diverged_epoch)
         _write_outputs(outputs, spec, model, history, best, metrics)
     if saver is not None:  # the finished outputs take the place of the epoch state
+        if keep_state is not None:
+            checkpoint.export_state(resume_dir, keep_state)
         kept.record(outputs)
         saver.clear()
     for sink in sinks:

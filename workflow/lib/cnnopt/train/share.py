@@ -1,5 +1,7 @@
 """A run whose training equals another's (cnnopt.config.grid.shared_runs) is trained once: its
-folder is a copy of the trained run's, under its own name.
+folder is a copy of the trained run's, under its own name. So is a tuned run on the seed of its
+search's candidates: the winner's search run at the final budget is that training (the keys a
+search keeps for its own bookkeeping, ``SEARCH_KEYS``, may differ).
 
 The model and history are copied byte for byte; run.json is the run's own spec and
 metrics.json the trained run's metrics with the run's own names, both with ``shared_with``
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from cnnopt.common import files
 from cnnopt.common.errors import CnnoptError
-from cnnopt.common.registry import IDENTITY_KEYS
+from cnnopt.common.registry import IDENTITY_KEYS, SEARCH_KEYS
 from cnnopt.train.tensorboard import EventFiles
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ def share(source: dict[str, Path], spec: dict, outputs: dict[str, Path],
     trained = files.read_json(source["spec"])
     names = {k: spec[k] for k in IDENTITY_KEYS if k in spec}
     mismatch = sorted(k for k in set(trained) | set(spec)
-                      if k not in IDENTITY_KEYS and trained.get(k) != spec.get(k))
+                      if k not in IDENTITY_KEYS + SEARCH_KEYS and trained.get(k) != spec.get(k))
     if mismatch:
         raise CnnoptError(f"run {spec['run_id']} cannot share {trained.get('run_id')}'s training: "
                           f"they differ in {', '.join(mismatch)}")

@@ -1,24 +1,25 @@
 """The learning-rate search's choice: which candidate wins, and the tuned runs' rate.
 
-The searches and their runs come from the config (``cnnopt.config.searches.expand_tuning``). Each candidate
-is an ordinary training run that never sees the test set. :func:`select` picks, per search
-and optimizer, the candidate with the highest validation accuracy (``metric``: at the best or
-at the last epoch) and writes every candidate's score to a selection file; a diverged
-candidate is recorded and never chosen. A tuned run reads its rate from that file
-(:func:`apply_choice`), so only the rate differs between two optimizers' tuned runs. (A small
-module: the training and selection jobs import it, and its code version reruns them.)
+The searches and their runs come from the config (``cnnopt.config.searches.expand_tuning``).
+Each candidate is an ordinary training run that never sees the test set. Per search and
+optimizer, :func:`rung` scores each rung and promotes the best (``cnnopt.tuning.halving``),
+:func:`choose` picks the candidate with the highest validation accuracy at the final budget
+(``metric``: at the best or at the last epoch), round after round while a choice at the edge
+asks for one more rate, and :func:`final_choice` writes the last round as the selection file;
+:func:`select` does all of it for candidates trained once each. A diverged candidate is
+recorded and never chosen. A tuned run reads its rate from the selection file
+(``cnnopt.tuning.choice.apply_choice``), so only the rate differs between two optimizers' tuned runs.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from pathlib import Path
 
 from cnnopt.common import files
 from cnnopt.common.errors import CnnoptError
-from cnnopt.common.registry import TUNED
+from cnnopt.tuning import halving
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,41 @@ log = logging.getLogger(__name__)
 METRICS = {"best_epoch": "best_val_accuracy", "last_epoch": "final_val_accuracy"}
 
 
+def scores(metrics: dict[str, Path], metric: str) -> dict[str, dict]:
+    """Run id -> its score (validation accuracy ``METRICS[metric]``, percent; None when the
+    run diverged), ``diverged`` and ``diverged_epoch``, from each run's metrics.json."""
+    if metric not in METRICS:
+        raise CnnoptError(f"unknown selection metric {metric!r}; choose one of {', '.join(METRICS)}")
+    out = {}
+    for rid, path in metrics.items():
+        m = files.read_json(path)
+        score = m.get(METRICS[metric])
+        diverged = bool(m.get("diverged")) or score is None or not math.isfinite(float(score))
+        out[rid] = {"diverged": diverged, "diverged_epoch": m.get("diverged_epoch"),
+                    "score": None if diverged else round(100 * float(score), 4)}
+    return out
+
+
+def _record(search: str, optimizer: str, metric: str, rows: list[dict], extensions: list[float],
+            extend: int, **more) -> dict:
+    """The choice among ``rows`` (every candidate at the last rung it reached; those at the
+    final budget compete) as the selection file holds it."""
+    final = [r for r in rows if r.get("final", True)]
+    if all(r["score"] is None for r in final):
+        tried = ", ".join(f"{r['learning_rate']:g}" for r in final)
+        raise CnnoptError(f"search {search}: every candidate rate of {optimizer} diverged "
+                          f"({tried}); lower its rates")
+    best = halving.choose(final, [r["learning_rate"] for r in rows], extensions, extend)
+    return {"search": search, "optimizer": optimizer, "metric": metric,
+            "learning_rate": best["learning_rate"], "run_id": best["run_id"], "score": best["score"],
+            "at_edge": best["at_edge"], "edge": best["edge"], "extend_to": best["extend_to"],
+            "extensions": extensions, "candidates": rows, **more}
+
+
 def select(search: str, optimizer: str, rates: dict[str, float], metrics: dict[str, Path],
            metric: str, out_json) -> dict:
-    """Choose ``optimizer``'s rate in ``search``; write every candidate's score to ``out_json``.
+    """Choose ``optimizer``'s rate in ``search`` among candidates trained once each (a search
+    without halving or extensions); write every candidate's score to ``out_json``.
 
     ``rates`` maps each candidate's run id to its learning rate and ``metrics`` to its
     metrics.json. The score is the candidate's validation accuracy (``METRICS[metric]``,
@@ -36,43 +69,89 @@ def select(search: str, optimizer: str, rates: dict[str, float], metrics: dict[s
     nothing and is never chosen. The chosen rate is ``at_edge`` when it is the smallest or the
     largest candidate: the best rate may then lie outside the candidates.
     """
-    if metric not in METRICS:
-        raise CnnoptError(f"unknown selection metric {metric!r}; choose one of {', '.join(METRICS)}")
-    rows = []
-    for rid, rate in sorted(rates.items(), key=lambda kv: kv[1]):
-        m = files.read_json(metrics[rid])
-        score = m.get(METRICS[metric])
-        diverged = bool(m.get("diverged")) or score is None or not math.isfinite(float(score))
-        rows.append({"run_id": rid, "learning_rate": rate, "diverged": diverged,
-                     "diverged_epoch": m.get("diverged_epoch"),
-                     "score": None if diverged else round(100 * float(score), 4)})
-    scored = [r for r in rows if not r["diverged"]]
-    if not scored:
-        tried = ", ".join(f"{r['learning_rate']:g}" for r in rows)
-        raise CnnoptError(f"search {search}: every candidate rate of {optimizer} diverged "
-                          f"({tried}); lower its rates")
-    best = max(scored, key=lambda r: (r["score"], -r["learning_rate"]))
-    edge = best["learning_rate"] in (rows[0]["learning_rate"], rows[-1]["learning_rate"])
-    choice = {"search": search, "optimizer": optimizer, "metric": metric,
-              "learning_rate": best["learning_rate"], "run_id": best["run_id"], "score": best["score"],
-              "at_edge": edge, "candidates": rows}
-    files.write_json(out_json, choice)
-    log.info("search %s, %s: learning rate %g chosen (validation accuracy %.2f %% at the %s); "
-             "%d candidates, %d diverged%s", search, optimizer, best["learning_rate"], best["score"],
-             metric.replace("_", " "), len(rows), len(rows) - len(scored),
-             "; at the edge of the candidates" if edge else "")
+    scored = scores({rid: metrics[rid] for rid in rates}, metric)
+    rows = [{"run_id": rid, "learning_rate": rate, **scored[rid]}
+            for rid, rate in sorted(rates.items(), key=lambda kv: kv[1])]
+    choice = _record(search, optimizer, metric, rows, [], 0)
+    _write(choice, out_json)
     return choice
 
 
-def apply_choice(spec: dict, choice_json) -> dict:
-    """A tuned run's spec with the learning rate its search chose (other specs unchanged)."""
-    if spec.get("role") != TUNED:
-        return spec
-    choice = files.read_json(choice_json)
-    if (choice.get("search"), choice.get("optimizer")) != (spec["search"], spec["optimizer"]):
-        raise CnnoptError(f"{choice_json} is the choice of {choice.get('optimizer')} in search "
-                          f"{choice.get('search')}, not of {spec['optimizer']} in {spec['search']}")
-    out = copy.deepcopy(spec)
-    out["optimizer_config"]["learning_rate"] = float(choice["learning_rate"])
-    out["chosen_from"] = choice["run_id"]
-    return out
+def rung(search: str, optimizer: str, k: int, chains: dict[float, list[str]], previous_json,
+         metrics: dict[str, Path], metric: str, keep: float, out_json) -> dict:
+    """Score rung ``k`` of ``optimizer``'s search and promote the best ``keep`` fraction.
+
+    ``chains`` maps each candidate rate (not the extensions) to its run ids, rung by rung;
+    rung 0's entrants are every candidate, a later rung's those the previous rung's file
+    (``previous_json``) promoted. ``metrics`` maps each entrant's run id (at rung ``k``) to
+    its metrics.json. At the last rung (the final budget) nothing is promoted.
+    """
+    last = len(next(iter(chains.values()))) - 1
+    if k == 0:
+        entrants = {ids[0]: rate for rate, ids in chains.items()}
+    else:
+        promoted = set(files.read_json(previous_json)["promoted"])
+        entrants = {ids[k]: rate for rate, ids in chains.items() if ids[k - 1] in promoted}
+    table = halving.rung_table(entrants, scores({r: metrics[r] for r in entrants}, metric),
+                               keep if k < last else None)
+    record = {"search": search, "optimizer": optimizer, "rung": k, "last": k == last, **table}
+    files.write_json(out_json, record)
+    log.info("search %s, %s, rung %d of %d: %d entrants, %s", search, optimizer, k + 1, last + 1,
+             len(entrants), f"{len(table['promoted'])} promoted" if k < last else "the final budget")
+    return record
+
+
+def choose(search: str, optimizer: str, round_: int, rung_jsons: list, previous_json,
+           extension_metrics: dict[str, Path], chains: dict[float, list[str]], metric: str,
+           extend: int, out_json) -> dict:
+    """Round ``round_`` of ``optimizer``'s choice at the final budget.
+
+    Round 0 reads the rungs' files (``rung_jsons``, in order): every candidate with the score of
+    the last rung it reached, those of the last rung competing. A later round reads the
+    previous round's file and the final-budget metrics.json of the extension it asked for
+    (``extension_metrics``; ``chains`` maps every rate to its run ids, rung by rung) and adds
+    it. The winner at the edge of the rates tried asks for the next extension (``extend_to``)
+    while fewer than ``extend`` were tried.
+    """
+    if round_ == 0:
+        rows, seen = [], {}
+        for path in rung_jsons:
+            table = files.read_json(path)
+            for r in table["entrants"]:
+                seen[r["learning_rate"]] = r | {"rung": table["rung"], "final": table["last"]}
+        rows = [seen[rate] for rate in sorted(seen)]
+        rungs = [files.read_json(p) for p in rung_jsons]
+        extensions: list[float] = []
+    else:
+        before = files.read_json(previous_json)
+        rate = before["extend_to"]
+        rid = chains[rate][-1]
+        row = {"run_id": rid, "learning_rate": rate, **scores({rid: extension_metrics[rid]}, metric)[rid],
+               "rung": len(chains[rate]) - 1, "final": True, "extension": True}
+        rows = sorted([*before["candidates"], row], key=lambda r: r["learning_rate"])
+        rungs, extensions = before["rungs"], [*before["extensions"], rate]
+    choice = _record(search, optimizer, metric, rows, extensions, extend, rungs=rungs, round=round_)
+    files.write_json(out_json, choice)
+    log.info("search %s, %s, round %d: learning rate %g (validation accuracy %.2f %%)%s",
+             search, optimizer, round_, choice["learning_rate"], choice["score"],
+             f"; at the {choice['edge']} edge: trying {choice['extend_to']:g}" if choice["extend_to"]
+             else "; at the edge of the rates searched (no extension left)" if choice["at_edge"] else "")
+    return choice
+
+
+def final_choice(round_json, out_json) -> dict:
+    """The last round's choice, as the search's selection file (what tuned runs read)."""
+    choice = files.read_json(round_json)
+    if choice.get("extend_to") is not None:
+        raise CnnoptError(f"{round_json} asks for another extension: it is not the last round")
+    _write(choice, out_json)
+    return choice
+
+
+def _write(choice: dict, out_json) -> None:
+    files.write_json(out_json, choice)
+    log.info("search %s, %s: learning rate %g chosen (validation accuracy %.2f %% at the %s); "
+             "%d candidates, %d diverged%s", choice["search"], choice["optimizer"],
+             choice["learning_rate"], choice["score"], choice["metric"].replace("_", " "),
+             len(choice["candidates"]), sum(bool(r["diverged"]) for r in choice["candidates"]),
+             "; at the edge of the candidates" if choice["at_edge"] else "")

@@ -1,9 +1,11 @@
 """The tuning study's tables: every candidate, the tuned comparison and its verdicts.
 
 ``tables`` reads the selection files (``tuning.select``) and the tuned runs' folders
-(``runs.read_runs``) and writes ``tuning_candidates.csv``, ``tuned.csv`` and
-``tuned_claims.csv``: whether the paper's ranking of the optimizers survives when each gets
-the same tuning budget, judged with the claims table's rules (``judge.decide.judge``).
+(``runs.read_runs``) and writes ``tuning_candidates.csv``, ``tuned.csv``, ``tuned_claims.csv``
+and ``time_to_target.csv``: whether the paper's ranking of the optimizers survives when each
+gets the same tuning budget, and whether each newer optimizer beats Adam and Adamax so tuned,
+judged with the claims table's rules (``judge.decide.judge``); and each optimizer's median
+steps and seconds to the validation target (``tuning.profile``).
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ import pandas as pd
 
 from cnnopt.common import files
 from cnnopt.common.paper import PAPER_TABLE1
-from cnnopt.common.registry import optimizer_label
+from cnnopt.common.registry import TUNED, optimizer_label
 from cnnopt.common.runs import read_runs
 from cnnopt.config.searches import tuned_variant
 from cnnopt.judge import decide, metrics
 from cnnopt.judge.rules import Rules
+from cnnopt.tuning import profile
 
 log = logging.getLogger(__name__)
 
 #: The columns of the candidates table (tuning_candidates.csv), one row per candidate.
 CANDIDATE_COLUMNS = ["search", "optimizer", "learning_rate", "run_id", "score", "diverged",
-                     "diverged_epoch", "chosen", "at_edge"]
+                     "diverged_epoch", "chosen", "at_edge", "rung", "extension"]
+#: The paper's four, which the newer optimizers of its future work are set against.
+PAPERS = ("adam", "sgd", "rmsprop", "adamax")
+#: What each newer optimizer must beat, tuned alike: the paper's best two.
+REFERENCES = ("adam", "adamax")
 #: The columns of the tuned comparison (tuned.csv), one row per search and optimizer.
 TUNED_COLUMNS = ["search", "label", "optimizer", "learning_rate", "at_edge", "test_accuracy",
                  "test_accuracy_std", "seeds", "best_val_accuracy", "train_seconds", "diverged",
@@ -63,6 +70,31 @@ def ranking_claims(search: str, label: str, optimizers) -> list[dict]:
     return claims
 
 
+def newer_claims(search: str, label: str, optimizers) -> list[dict]:
+    """The future work's question, as claims on ``search``'s tuned runs: each newer optimizer
+    (one not among the paper's four) beats tuned Adam and tuned Adamax (family "newer")."""
+    arm = f"{{}}/{tuned_variant(search)}".format
+    return [{"id": f"{search}_{new}_beats_{ref}", "family": "newer", "kind": "greater",
+             "a": arm(new), "b": arm(ref), "where": "§V (future work), under equal tuning",
+             "claim": f"{label}: tuned {optimizer_label(new)} beats tuned {optimizer_label(ref)}"}
+            for new in optimizers if new not in PAPERS
+            for ref in REFERENCES if ref in optimizers]
+
+
+def hand_tuned_claims(search: str, label: str, optimizers, budget: str | None, arms) -> list[dict]:
+    """Automated tuning against the paper's hand tuning, as claims: each of the paper's four,
+    tuned in ``search``, beats its own final recipe (the ``budget`` variant, the same budget
+    with the paper's hand-set rate), where ``arms`` (optimizer/variant of the runs given)
+    holds that reference run (family "hand_tuned")."""
+    if not budget:
+        return []
+    return [{"id": f"{search}_{opt}_tuned_beats_hand", "family": "hand_tuned", "kind": "greater",
+             "a": f"{opt}/{tuned_variant(search)}", "b": f"{opt}/{budget}",
+             "where": "§V (automated hyperparameter search) against Table 1's recipes",
+             "claim": f"{label}: {optimizer_label(opt)} tuned alike beats its hand-tuned final recipe"}
+            for opt in optimizers if opt in PAPERS and f"{opt}/{budget}" in arms]
+
+
 def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
     """Per search and optimizer: the chosen rate and the tuned runs' test accuracy over seeds.
 
@@ -91,24 +123,36 @@ def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str])
 
 
 def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_tuned, out_claims,
-           rules: Rules | dict | None = None, scale: str = "reduced") -> pd.DataFrame:
+           out_time, rules: Rules | dict | None = None, scale: str = "reduced",
+           budgets: dict[str, str | None] | None = None) -> pd.DataFrame:
     """Write the candidates table, the tuned comparison and its verdicts; return the claims.
 
     ``choice_files`` are the selection files of :func:`select`, ``run_dirs`` the folders of
-    the tuned runs (with their evaluation.json), ``labels`` each search's label. The verdicts
+    the tuned runs and of the reference runs that the claims read (each search's ``budgets``
+    variant: the hand-tuned final recipes), all with their evaluation.json; ``labels`` each
+    search's label. The verdicts
     (``judge.decide.judge``, the rules of the claims table) say whether the paper's ranking of the
-    optimizers survives when each gets the same tuning budget. ``rules`` are the decision
-    rules (a ``Rules``, or the config's ``verdicts`` block).
+    optimizers survives when each gets the same tuning budget, and whether each newer one beats
+    Adam and Adamax so tuned; ``out_time`` gets the time to the validation target
+    (``tuning.profile``). ``rules`` are the decision rules (a ``Rules``, or the config's
+    ``verdicts`` block): the target is theirs.
     """
     rules = Rules.of(rules)
     choices = [files.read_json(p) for p in choice_files]
     read = read_runs(run_dirs)
     runs = metrics.with_curve_facts(read, rules)
     claims = []
+    arms = set(runs["optimizer"].astype(str) + "/" + runs["variant"].astype(str))
     for search in dict.fromkeys(c["search"] for c in choices):
         present = [c["optimizer"] for c in choices if c["search"] == search]
         claims += ranking_claims(search, labels.get(search, search), present)
+        claims += newer_claims(search, labels.get(search, search), present)
+        claims += hand_tuned_claims(search, labels.get(search, search), present,
+                                    (budgets or {}).get(search), arms)
     judged = decide.judge(claims, runs, read.predictions(), rules, scale)
+    tuned = runs[runs["role"] == TUNED]
+    searched = tuned.assign(search=tuned["variant"].astype(str).str.removesuffix("_tuned"))
+    files.write_csv(out_time, profile.medians(profile.per_run(searched, rules.val_target)))
     files.write_csv(out_candidates, candidate_table(choices))
     files.write_csv(out_tuned, tuned_table(choices, runs, labels))
     files.write_csv(out_claims, judged)
