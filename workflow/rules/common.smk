@@ -264,8 +264,3 @@ def tuned_choice(wildcards):
     if spec.get("role") != TUNED:
         return []
     return TUNING_CHOICE.format(search=spec["search"], optimizer=spec["optimizer"])
-
-
-def search_candidates(wildcards):
-    """Run id -> learning rate of the candidates of one optimizer in one search."""
-    return searches.tuning_candidates(RUNS, wildcards.search, wildcards.optimizer)

@@ -161,12 +161,6 @@ def search_rates(runs: dict[str, dict], search: str, optimizer: str) -> dict[flo
     return out
 
 
-def tuning_candidates(runs: dict[str, dict], search: str, optimizer: str) -> dict[str, float]:
-    """Run id -> learning rate of the candidates of ``optimizer`` in ``search`` (flat searches)."""
-    return {rid: s["optimizer_config"]["learning_rate"] for rid, s in runs.items()
-            if s["role"] == CANDIDATE and s["search"] == search and s["optimizer"] == optimizer}
-
-
 def tuned_runs(runs: dict[str, dict], search: str | None = None, optimizer: str | None = None) -> list[str]:
     """The run ids of the tuned runs (of ``search`` and ``optimizer`` when given)."""
     return [rid for rid, s in runs.items() if s["role"] == TUNED

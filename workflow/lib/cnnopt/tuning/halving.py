@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 
-import numpy as np
 from scipy.stats import qmc
 
 from cnnopt.common.errors import CnnoptError
@@ -99,9 +98,3 @@ def rung_table(entrants: dict[str, float], scores: dict[str, dict], keep: float 
             for rid, rate in sorted(entrants.items(), key=lambda kv: kv[1])]
     promoted = promote(rows, keep) if keep is not None else []
     return {"entrants": rows, "keep": keep, "promoted": promoted}
-
-
-def geometric_step(rates) -> float:
-    """The median ratio between neighbouring rates (for the report)."""
-    rates = np.sort(np.asarray(rates, float))
-    return float(np.median(rates[1:] / rates[:-1])) if len(rates) > 1 else math.nan
