@@ -120,7 +120,12 @@ def test_every_output_of_the_tuning_study_exists(future_run):
     tuned = pd.read_csv(wf / "results/tables/tuned.csv")
     assert len(tuned) == sum(len(b["optimizers"]) for b in cfg["tuning"]["searches"].values())
     claims = pd.read_csv(wf / "results/tables/tuned_claims.csv")
-    assert set(claims["id"]) == {"blocks_rank_adam_sgd", "halved_rank_adam_sgd", "resnet8_rank_adam_sgd"}
+    assert set(claims["id"]) == {"blocks_rank_adam_sgd", "halved_rank_adam_sgd", "resnet8_rank_adam_sgd",
+                                 "blocks_amsgrad_beats_adam"}  # the newer optimizer of the smoke searches
+    assert set(claims["family"]) == {"ranking", "newer"}
+    time = pd.read_csv(wf / "results/tables/time_to_target.csv")
+    assert len(time) == len(tuned) and set(time["target"]) == {cfg["verdicts"]["val_target"]}
+    assert (wf / "results/figures/performance_profile.png").read_bytes()[:4] == b"\x89PNG"
     assert set(claims["verdict"]) == {"inconclusive"}  # one seed
     study = pd.read_csv(wf / "results/tables/runs.csv")  # the study's tables hold its runs only
     assert set(study["role"]) == {"initial", "final"}
@@ -142,7 +147,8 @@ def test_the_report_answers_the_future_work(future_run):
     page = (wf / "results/report/report.html").read_text()
     section = page[page.index('id="future"'):page.index('id="reproducibility"')]
     assert "6. Future work, answered" in section
-    assert section.count("data:image/png;base64,") == 3  # one figure per search
+    assert section.count("data:image/png;base64,") == 4  # one figure per search, the profile
+    assert "Performance profile" in section and "Time to" in section
     for label in ("The smoke network", "A CIFAR ResNet of 8 layers", "AMSGrad"):
         assert label in section
     assert 'id="claim-blocks_rank_adam_sgd"' in section and "diverged" in section
