@@ -23,7 +23,7 @@ choose(
     list(snakemake.input.get("rungs", [])),
     snakemake.input.get("previous"),
     {Path(p).parent.name: Path(p) for p in snakemake.input.get("metrics", [])},
-    {float(rate): list(ids) for rate, ids in dict(snakemake.params.chains).items()},
+    snakemake.params.chains,
     snakemake.params.metric,
     int(snakemake.params.extensions),
     snakemake.output[0],

@@ -19,7 +19,7 @@ rung(
     snakemake.wildcards.search,
     snakemake.wildcards.optimizer,
     int(snakemake.wildcards.k),
-    {float(rate): list(ids) for rate, ids in dict(snakemake.params.chains).items()},
+    snakemake.params.chains,
     snakemake.input.get("previous"),
     {Path(p).parent.name: Path(p) for p in snakemake.input.metrics},
     snakemake.params.metric,

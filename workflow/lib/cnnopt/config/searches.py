@@ -118,16 +118,15 @@ def expand_tuning(config: dict, schema: dict | None = None) -> dict[str, dict]:
                      for seed in block["seeds"]}
             final = next(iter(tuned.values()))["epochs"]
             steps = rungs(search, final)
-            if len(steps) > 1:
-                if steps != sorted(set(steps)):
-                    raise ConfigError(f"{where}/halving/rungs: {steps[:-1]} must rise and stay below "
-                                      f"the final budget's {final} epochs")
+            halved = len(steps) > 1
+            if halved and steps != sorted(set(steps)):
+                raise ConfigError(f"{where}/halving/rungs: {steps[:-1]} must rise and stay below "
+                                  f"the final budget's {final} epochs")
             extra = [halving.beyond(rates, edge, k) for edge in ("low", "high")
                      for k in range(1, int(search.get("extend", 0)) + 1)]
             for rate in [*rates, *extra]:
                 previous = None
                 for k, epochs in enumerate(steps):
-                    halved = len(steps) > 1
                     cname = candidate_variant(name, rate, epochs if halved else None)
                     cfg["variants"][cname] = _variant(
                         search, CANDIDATE, f"{label}: candidate learning rate {rate:g}"

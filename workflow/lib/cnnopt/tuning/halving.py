@@ -73,16 +73,18 @@ def promote(rows: list[dict], keep: float) -> list[str]:
     return [r["run_id"] for r in ranked[:min(keep_count(len(rows), keep), len(ranked))]]
 
 
-def choose(rows: list[dict], rates, extensions: list[float], extend: int) -> dict:
+def choose(rows: list[dict], rates, extensions: list[float], extend: int, optimizer: str = "") -> dict:
     """The choice at the final budget among ``rows`` (each: run_id, learning_rate, score or None
     when diverged); ``rates`` are every rate searched so far (the candidates and the
     ``extensions`` already tried). Returns the winner's row with ``at_edge`` and
     ``extend_to``: the rate to try next (one step beyond the edge the winner sits at) while
-    fewer than ``extend`` extensions were tried, else None."""
+    fewer than ``extend`` extensions were tried, else None. ``optimizer`` names the candidates'
+    optimizer in the error when every one of them diverged."""
     ranked = _ranked(rows)
     if not ranked:
         tried = ", ".join(f"{r['learning_rate']:g}" for r in rows)
-        raise CnnoptError(f"every candidate rate diverged ({tried}); lower the rates")
+        of = f" of {optimizer}" if optimizer else ""
+        raise CnnoptError(f"every candidate rate{of} diverged ({tried}); lower its rates")
     best = ranked[0]
     rates = sorted(set(rates))
     edge = "low" if best["learning_rate"] == rates[0] else "high" if best["learning_rate"] == rates[-1] else None

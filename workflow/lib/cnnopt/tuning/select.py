@@ -47,11 +47,10 @@ def _record(search: str, optimizer: str, metric: str, rows: list[dict], extensio
     """The choice among ``rows`` (every candidate at the last rung it reached; those at the
     final budget compete) as the selection file holds it."""
     final = [r for r in rows if r.get("final", True)]
-    if all(r["score"] is None for r in final):
-        tried = ", ".join(f"{r['learning_rate']:g}" for r in final)
-        raise CnnoptError(f"search {search}: every candidate rate of {optimizer} diverged "
-                          f"({tried}); lower its rates")
-    best = halving.choose(final, [r["learning_rate"] for r in rows], extensions, extend)
+    try:
+        best = halving.choose(final, [r["learning_rate"] for r in rows], extensions, extend, optimizer)
+    except CnnoptError as exc:
+        raise CnnoptError(f"search {search}: {exc}") from None
     return {"search": search, "optimizer": optimizer, "metric": metric,
             "learning_rate": best["learning_rate"], "run_id": best["run_id"], "score": best["score"],
             "at_edge": best["at_edge"], "edge": best["edge"], "extend_to": best["extend_to"],
@@ -114,13 +113,10 @@ def choose(search: str, optimizer: str, round_: int, rung_jsons: list, previous_
     while fewer than ``extend`` were tried.
     """
     if round_ == 0:
-        rows, seen = [], {}
-        for path in rung_jsons:
-            table = files.read_json(path)
-            for r in table["entrants"]:
-                seen[r["learning_rate"]] = r | {"rung": table["rung"], "final": table["last"]}
-        rows = [seen[rate] for rate in sorted(seen)]
         rungs = [files.read_json(p) for p in rung_jsons]
+        seen = {r["learning_rate"]: r | {"rung": table["rung"], "final": table["last"]}
+                for table in rungs for r in table["entrants"]}  # a later rung's row replaces
+        rows = [seen[rate] for rate in sorted(seen)]
         extensions: list[float] = []
     else:
         before = files.read_json(previous_json)
