@@ -89,6 +89,7 @@ _CONFIG = {"config/grid.py", "config/schemafile.py", "config/searches.py"}
 _TRACKING = {"common/provenance.py", "common/tracking.py"}  # optional MLflow (config tracking)
 _DATA = {"data/cifar10.py", "data/splits.py"}
 _SEARCH = {"tuning/halving.py", "tuning/select.py"}  # the rungs and rounds of a search
+_SEQUENTIAL = {"judge/sequential.py", "config/grid.py", "config/schemafile.py"}
 PINNED = {
     "download_data.py": _BASE | {"data/cifar10.py"},
     "prepare_data.py": _BASE | {"data/cifar10.py"},
@@ -103,14 +104,18 @@ PINNED = {
     "select.py": _BASE | _SEARCH,
     "rung.py": _BASE | _SEARCH,
     "choose.py": _BASE | _SEARCH,
-    "aggregate.py": _BASE | _RUNS | _JUDGE | {"judge/aggregate.py"},
-    "calibrate.py": _BASE | _JUDGE | {"judge/calibration.py"},
+    # the sequential design's seeds follow the grid's order (config/grid.py: seed_order)
+    "aggregate.py": _BASE | _RUNS | _JUDGE | _SEQUENTIAL | {"judge/aggregate.py"},
+    "look.py": _BASE | _RUNS | _JUDGE | _SEQUENTIAL | {"judge/aggregate.py"},
+    "calibrate.py": _BASE | _JUDGE | _SEQUENTIAL | {"judge/calibration.py"},
+    "calibrate_sequential.py": _BASE | _JUDGE | _SEQUENTIAL | {"judge/calibration.py"},
     "figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py"},
     "tuning_figures.py": _BASE | _RUNS | {"figures/draw.py", "figures/names.py", "tuning/profile.py"},
     "tuning_tables.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/halving.py", "tuning/profile.py",
                                                             "tuning/tables.py"},
     "report.py": _BASE | _RUNS | _JUDGE | _CONFIG | {"tuning/halving.py",
-        "common/provenance.py", "figures/names.py", "judge/calibration.py", "report/deviations.yaml", "report/template.html.j2",
+        "common/provenance.py", "figures/names.py", "judge/calibration.py", "judge/sequential.py",
+        "report/deviations.yaml", "report/template.html.j2",
         "report/formatting.py", "report/future.py", "report/html.py", "report/tables.py",
         "report/text.py"},
 }

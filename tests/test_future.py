@@ -10,15 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from datasets import make_canonical_python_archive
-from workflow_helpers import ROOT, config_args, copy_workflow, snakemake
+from workflow_helpers import ROOT, copy_workflow, jobs_of, run_tiny, snakemake
 
 from cnnopt.config import grid, schema, searches
 
 pytestmark = pytest.mark.dag
 
 FUTURE_SMOKE = str(ROOT / "tests" / "configs" / "future_smoke.yaml")
-TINY = {"validation_size": 100, "max_train_images": 0, "max_test_images": 0, "threads": 1}
 
 
 def merged_config(*files) -> dict:
@@ -30,15 +28,7 @@ def merged_config(*files) -> dict:
 
 @pytest.fixture(scope="module")
 def future_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("future")
-    archive = root / "cifar-10-python.tar.gz"
-    md5 = make_canonical_python_archive(archive, n_train_per_class=60, n_test_per_class=20)
-    wf = copy_workflow(root / "wf")
-    args = ["--configfile", "config/smoke.yaml", FUTURE_SMOKE,
-            *config_args(data_source=archive, data_checksum=f"md5:{md5}", **TINY)]
-    proc = snakemake(wf, "--cores", "2", *args)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return wf, args
+    return run_tiny(tmp_path_factory.mktemp("future"), FUTURE_SMOKE)
 
 
 def planned_jobs(wf, args) -> dict[str, list[str]]:
@@ -46,10 +36,8 @@ def planned_jobs(wf, args) -> dict[str, list[str]]:
     proc = snakemake(wf, "-n", *args)
     assert proc.returncode == 0, proc.stdout[-3000:]
     jobs: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", proc.stdout)[1:]:
-        rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block).group(1)
-        wildcards = re.search(r"wildcards: (.*)", block)
-        jobs.setdefault(rule, []).append(wildcards.group(1) if wildcards else "")
+    for rule, wildcards in jobs_of(proc.stdout):
+        jobs.setdefault(rule, []).append(wildcards)
     return jobs
 
 

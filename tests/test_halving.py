@@ -122,6 +122,22 @@ def test_a_search_whose_winner_sits_at_an_edge_grows_by_one_rate_and_chooses_aga
     assert (done["learning_rate"], done["at_edge"], done["extend_to"]) == (1e-3, False, None)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("", "cannot read it as JSON"),
+    ('{"rung": 0}', "no promoted"),
+])
+def test_a_lost_or_foreign_rung_file_is_one_clear_error_and_nothing_is_written(tmp_path, text, message):
+    chains = {r: [f"a{r:g}", f"b{r:g}"] for r in (1e-3, 1e-2)}
+    if text:
+        (tmp_path / "rung0.json").write_text(text)
+    metrics = write_metrics(tmp_path, {"b0.001": 50.0, "b0.01": 40.0})
+    with pytest.raises(CnnoptError, match=message) as err:
+        tuning.rung("s", "adam", 1, chains, tmp_path / "rung0.json", metrics, "last_epoch", 0.5,
+                    tmp_path / "rung1.json")
+    assert "\n" not in str(err.value) and "rung0.json" in str(err.value)
+    assert not (tmp_path / "rung1.json").exists()
+
+
 # ---- the config: rungs, extensions, one budget ----
 
 def halving_config(**search) -> dict:

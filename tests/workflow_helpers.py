@@ -49,6 +49,36 @@ def snakemake(workdir: Path, *args: str, timeout: int = 900,
     )
 
 
+#: A tiny study: every image of the synthetic archive, 100 of them for validation, one thread.
+TINY = {"validation_size": 100, "max_train_images": 0, "max_test_images": 0, "threads": 1}
+
+
+def run_tiny(root: Path, *config_files: str, **config) -> tuple[Path, list[str]]:
+    """A fresh copy of the workflow in ``root``/wf, run on 2 cores over a synthetic CIFAR-10
+    archive (60 training and 20 test images per class) with config/smoke.yaml, then
+    ``config_files`` layered, ``TINY`` and ``config``: the copy and the arguments that ran it."""
+    from datasets import make_canonical_python_archive
+
+    archive = root / "cifar-10-python.tar.gz"
+    md5 = make_canonical_python_archive(archive, n_train_per_class=60, n_test_per_class=20)
+    wf = copy_workflow(root / "wf")
+    args = ["--configfile", "config/smoke.yaml", *config_files,
+            *config_args(data_source=archive, data_checksum=f"md5:{md5}", **TINY, **config)]
+    proc = snakemake(wf, "--cores", "2", *args)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    return wf, args
+
+
+def jobs_of(log: str) -> list[tuple[str, str]]:
+    """(rule, wildcards) of each job a Snakemake log shows, in order (planned or run)."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?(?:rule|checkpoint) \w+:)", log)[1:]:
+        rule = re.match(r"(?:local)?(?:rule|checkpoint) (\w+):", block).group(1)
+        wildcards = re.search(r"wildcards: (.*)", block)
+        jobs.append((rule, wildcards.group(1) if wildcards else ""))
+    return jobs
+
+
 def run_ids(*config_files: str | Path, **overrides) -> set[str]:
     """The run ids that config/config.yaml layered with ``config_files`` (as --configfile
     does) and ``overrides`` expands to: what a test of that DAG expects to find."""

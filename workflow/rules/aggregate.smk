@@ -11,7 +11,7 @@ SUMMARY = "results/tables/summary.json"
 
 rule aggregate:
     input:
-        **run_inputs(),
+        unpack(study_inputs),  # the runs (with the sequential design: its looks' too)
         claims=CLAIMS_FILE,  # the user's own claims file (config claims), if any
     output:
         claims=report(
@@ -61,6 +61,7 @@ rule aggregate:
         claims=config["claims"],  # None: the paper's claims
         verdicts=config["verdicts"],  # the decision rules of the claims
         scale=config["scale"],
+        threads=config["threads"],  # per training: the sequential design's CPU hours
         code=code_version("aggregate.py"),
     script:
         "../scripts/aggregate.py"

@@ -24,7 +24,7 @@ except ImportError:
 SCRIPTS = workflow.current_basedir.join("../scripts")
 
 from cnnopt.common import codeversion
-from cnnopt.common.registry import RUN_DIR, RUN_FILES, TUNED
+from cnnopt.common.registry import RUN_DIR, RUN_FILES, TUNED, run_id
 from cnnopt.config import grid, schema, searches
 from cnnopt.figures.names import (
     FIGURES as FIGURE_NAMES,
@@ -35,6 +35,7 @@ from cnnopt.figures.names import (
 from cnnopt.data.cifar10 import is_url
 from cnnopt.common.errors import CnnoptError, ConfigError
 from cnnopt.judge.claims import check_arms, load_claims, read_claims
+from cnnopt.judge.rules import Rules
 
 try:
     _validated = schema.validate(config)
@@ -47,7 +48,14 @@ config.update(_validated)
 # block's learning-rate candidates and tuned runs (workflow/rules/tuning.smk).
 STUDY_RUNS = grid.expand_runs(config)
 TUNING_RUNS = searches.expand_tuning(config)
-RUNS = STUDY_RUNS | TUNING_RUNS
+# The sequential design (verdicts.sequential, workflow/rules/sequential.smk): the seeds its
+# looks may add to the study's arms; which of them train, each look's plan decides.
+try:
+    SEQUENTIAL_RUNS = grid.sequential_runs(config, STUDY_RUNS)
+    SEQUENTIAL = Rules.of(config["verdicts"]).sequential
+except CnnoptError as _error:
+    raise WorkflowError(f"invalid configuration: {_error}") from None
+RUNS = STUDY_RUNS | TUNING_RUNS | SEQUENTIAL_RUNS
 # A run whose spec equals an earlier run's but for its names is not trained again: rule
 # share_run copies the trained run's folder under its name (cnnopt.config.grid.shared_runs).
 SHARED = grid.shared_runs(RUNS)
@@ -264,3 +272,61 @@ def tuned_choice(wildcards):
     if spec.get("role") != TUNED:
         return []
     return TUNING_CHOICE.format(search=spec["search"], optimizer=spec["optimizer"])
+
+
+# The sequential design (rules in sequential.smk): each look's plan and claims table; the runs
+# the study's tables, figures and report read are the first look's seeds and what the looks
+# added (without the design: the grid's).
+LOOK_PLAN = "results/sequential/look{k}.json"
+LOOK_CLAIMS = "results/sequential/look{k}_claims.csv"
+
+
+def look_plan(k):
+    """Look ``k``'s plan (a checkpoint: its file exists once this returns)."""
+    return checkpoints.look.get(k=k).output.plan
+
+
+def planned_runs(plan_path):
+    """The run ids of every arm's seeds after the plan at ``plan_path``."""
+    with open(plan_path, encoding="utf-8") as fh:
+        arms = json.load(fh)["arms"]
+    return [run_id(*arm.split("/", 1), seed) for arm, seeds in arms.items() for seed in seeds]
+
+
+def look_inputs(wildcards):
+    """Look k's inputs: the runs it judges (the grid's at the first look; later, the seeds
+    look k - 1 planned, read from its plan: a checkpoint) and look k - 1's files."""
+    k = int(wildcards.k)
+    if k == 1:
+        return run_inputs()
+    previous = look_plan(k - 1)
+    return {
+        **run_inputs(planned_runs(previous)),
+        "previous_plan": previous,
+        "previous_claims": LOOK_CLAIMS.format(k=k - 1),
+    }
+
+
+def looks_done():
+    """The looks of the sequential design up to the one that plans no further look."""
+    done, k = [], 1
+    while True:
+        plan = look_plan(k)
+        done.append(k)
+        with open(plan, encoding="utf-8") as fh:
+            if json.load(fh)["done"]:
+                return done
+        k += 1
+
+
+def study_inputs(wildcards):
+    """The run files of the study's tables, figures and report (``run_inputs``), and with
+    the sequential design on, every look's plan and claims table."""
+    if not SEQUENTIAL.on:
+        return {**run_inputs(), "look_plans": [], "look_claims": []}
+    looks = looks_done()
+    return {
+        **run_inputs(planned_runs(LOOK_PLAN.format(k=looks[-1]))),
+        "look_plans": [LOOK_PLAN.format(k=k) for k in looks],
+        "look_claims": [LOOK_CLAIMS.format(k=k) for k in looks],
+    }

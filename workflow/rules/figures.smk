@@ -8,7 +8,7 @@ OPTIMIZER_FIGURES = {
 
 rule figures:
     input:
-        **run_inputs(),
+        unpack(study_inputs),
         table1=rules.aggregate.output.table1,
         summary=rules.aggregate.output.summary,
     output:

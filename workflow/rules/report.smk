@@ -5,10 +5,11 @@ REPORT_HTML = "results/report/report.html"
 
 rule report:
     input:
-        **run_inputs(),
+        unpack(study_inputs),
         tables=[
             *rules.aggregate.output,
             *rules.calibrate.output,
+            *(rules.calibrate_sequential.output if SEQUENTIAL.on else []),
             *(rules.tuning_tables.output if SEARCHES else []),
         ],
         figures=[

@@ -6,6 +6,8 @@ snakemake.input.evaluations  list of results/runs/{run_id}/evaluation.json (same
 snakemake.output.claims, .runs, .table1, .ablation, .summary, .strata   the aggregate files
 snakemake.params.verdicts, .scale  the config's verdicts block and scale
 snakemake.params.claims      the user's own claims file (None: the paper's claims)
+snakemake.params.threads     each training's threads (the sequential design's CPU hours)
+snakemake.input.look_plans, .look_claims   the sequential design's looks (empty when it is off)
 snakemake.log[0]             the rule log
 """
 
@@ -28,4 +30,6 @@ aggregate(
     rules=Rules.of(dict(snakemake.params.verdicts)),
     scale=snakemake.params.scale,
     claims=read_claims(snakemake.params.claims) if snakemake.params.claims else load_claims(),
+    looks=list(zip(snakemake.input.look_plans, snakemake.input.look_claims, strict=True)),
+    threads=snakemake.params.threads,
 )

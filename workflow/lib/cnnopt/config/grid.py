@@ -182,3 +182,32 @@ def expand_runs(config: dict, schema: dict | None = None) -> dict[str, dict]:
     return runs
 
 
+def seed_order(base, count: int) -> list[int]:
+    """The first ``count`` seeds of an arm under the sequential design (verdicts.sequential):
+    the study's ``base`` seeds in order, then the next integers after the largest."""
+    seeds = sorted(int(s) for s in base)
+    while len(seeds) < count:
+        seeds.append(seeds[-1] + 1 if seeds else 0)
+    return seeds[:count]
+
+
+def sequential_runs(config: dict, study_runs: dict[str, dict], schema: dict | None = None) -> dict[str, dict]:
+    """The runs the sequential design (``verdicts.sequential``) may add, keyed by run id: each
+    arm of ``study_runs`` at the seeds after the study's, up to the last look's count. Which
+    of them train, the looks decide (``judge.sequential``). The first look must be the
+    study's seed count (else a one-line error)."""
+    looks = (config.get("verdicts", {}).get("sequential") or {}).get("looks") or []
+    if not looks:
+        return {}
+    if looks[0] != len(config["seeds"]):
+        raise ConfigError(f"config key verdicts/sequential/looks: the first look is the study's "
+                          f"seeds, {len(config['seeds'])} (seeds: {config['seeds']}), not {looks[0]}")
+    extra = seed_order(config["seeds"], max(looks))[len(config["seeds"]):]
+    arms = dict.fromkeys((s["optimizer"], s["variant"]) for s in study_runs.values())
+    runs = {}
+    for optimizer, variant in arms:
+        for seed in extra:
+            spec = run_spec(config, optimizer, variant, seed, schema)
+            runs[spec["run_id"]] = spec
+    return runs
+

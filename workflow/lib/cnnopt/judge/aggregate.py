@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from cnnopt.common import files
+from cnnopt.common.errors import DataError
 from cnnopt.common.paper import PAPER_BASELINE, PAPER_TABLE1
 from cnnopt.common.registry import optimizer_label
 from cnnopt.common.runs import Runs, optimizer_order, optimizer_rank, read_runs, shown_run
 from cnnopt.judge import claims as judge_claims
-from cnnopt.judge import decide, metrics
+from cnnopt.judge import decide, metrics, sequential
 from cnnopt.judge.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -229,23 +230,48 @@ def judge_runs(run_dirs, claims=None, rules: Rules | dict | None = None,
     return decide.judge(claims, runs, read.predictions(), rules, scale)
 
 
+def sequential_summary(runs: pd.DataFrame, plans, claims: list[dict], rules: Rules,
+                       scale: str, threads: int = 1) -> dict:
+    """The sequential design in the summary: the looks (``sequential.looks_table``), what it
+    saved against every arm at the last look's seeds, and the verdicts the fixed design of the
+    first look's seeds gives on the same runs (every claim at the full level)."""
+    plans = [sequential.read_plan(p) if isinstance(p, str | PathLike) else p for p in plans]
+    seq = rules.sequential
+    first = sorted(runs["seed"].unique())[:seq.looks[0]]
+    fixed = decide.judge(claims, runs[runs["seed"].isin(first)], None, rules, scale,
+                         with_power=False)
+    return {"looks": sequential.looks_table(plans).to_dict("records"),
+            "levels": list(sequential.levels(rules)), "spending": seq.spending,
+            "budget_trainings": seq.budget_trainings, "max_seeds": seq.cap,
+            **sequential.savings(runs, rules, threads),
+            "fixed_first_look": fixed["verdict"].value_counts().to_dict()}
+
+
 def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_claims, out_strata,
               rules: Rules | dict | None = None, scale: str = "reduced",
-              claims: list[dict] | None = None) -> dict:
+              claims: list[dict] | None = None, looks=None, threads: int = 1) -> dict:
     """Collect the runs; write runs.csv, table1.csv, ablation.csv, summary.json, claims.csv
     and strata.csv.
 
     ``rules`` are the decision rules (a ``Rules``, or the config's ``verdicts`` block) and
     ``scale`` the config's ``scale``: how each claim of ``claims`` (default: the paper's,
-    ``claims.yaml``) is judged.
+    ``claims.yaml``) is judged. With the sequential design on, ``looks`` is the list of
+    (plan, claims table) files of its looks in order: the claims table is the last look's
+    (each claim judged at the look that decided it) and the summary says what the design
+    saved (``threads``: per training, for its CPU hours).
     """
     rules = Rules.of(rules)
     read, runs = judged_runs(run_dirs, rules)
     table = table1(runs)
     abl = ablation(runs)
     summ = summary(runs, table, abl)
-    claims = decide.judge(judge_claims.load_claims() if claims is None else claims, runs,
-                          read.predictions(), rules, scale)
+    claims = judge_claims.load_claims() if claims is None else claims
+    if looks:
+        summ["sequential"] = sequential_summary(runs, [p for p, _ in looks], claims, rules,
+                                                scale, threads)
+        claims = sequential.read_table(looks[-1][1])
+    else:
+        claims = decide.judge(claims, runs, read.predictions(), rules, scale)
     strata = decide.strata(runs, rules, scale)
     counts = verdict_counts(claims)
     summ["verdicts"] = counts["all"]
@@ -265,3 +291,50 @@ def aggregate(run_dirs, out_runs, out_table1, out_ablation, out_summary, out_cla
              len(table), len(abl), len(claims),
              ", ".join(f"{k} {v}" for k, v in summ["verdicts"].items()))
     return summ
+
+
+def look(run_dirs, k: int, claims: list[dict], rules, out_plan, out_claims,
+         scale: str = "reduced", previous_plan=None, previous_claims=None) -> sequential.Plan:
+    """Look ``k`` of the sequential design on the runs in ``run_dirs`` (the first look's seeds
+    of every arm, and what the plans so far added): its claims table (``sequential.judge_look``) written
+    to ``out_claims`` and its plan (``sequential.plan_look``) to ``out_plan``. From the second look on,
+    ``previous_plan`` and ``previous_claims`` are look ``k - 1``'s files; the runs must be the
+    arms and seeds that plan gave (else a one-line error)."""
+    rules = Rules.of(rules)
+    seq = rules.sequential
+    if not seq.on:
+        raise DataError("verdicts.sequential has no looks: the sequential design is off")
+    if not 1 <= k <= len(seq.looks):
+        raise DataError(f"look {k}: the design has looks 1 to {len(seq.looks)}")
+    read, runs = judged_runs(run_dirs, rules)
+    seeds = sequential.arm_seeds(runs)
+    previous, used = None, 0
+    if k > 1:
+        if previous_plan is None or previous_claims is None:
+            raise DataError(f"look {k} needs look {k - 1}'s plan and claims table")
+        plan = sequential.read_plan(previous_plan)
+        if plan["done"]:
+            raise DataError(f"{previous_plan}: look {k - 1} planned no further look")
+        want = {a: tuple(v) for a, v in plan["arms"].items()}
+        if want != seeds:
+            differ = sorted(a for a in set(want) | set(seeds) if want.get(a) != seeds.get(a))
+            raise DataError(f"look {k}: the runs are not the seeds look {k - 1} planned "
+                            f"(first difference: {differ[0]}: runs {list(seeds.get(differ[0], ()))}, "
+                            f"planned {list(want.get(differ[0], ()))})")
+        previous, used = sequential.read_table(previous_claims), int(plan["trainings_added"])
+    else:
+        short = {a: v for a, v in seeds.items() if len(v) != seq.looks[0]}
+        if short:
+            arm, have = next(iter(short.items()))
+            raise DataError(f"look 1 needs {seq.looks[0]} seeds per arm (verdicts.sequential.looks); "
+                            f"{arm} has {len(have)}")
+    table = sequential.judge_look(claims, runs, rules, scale, k, previous, read.predictions())
+    plan = sequential.plan_look(table, claims, seeds, rules, k, used)
+    files.write_csv(out_claims, table)
+    files.write_json(out_plan, plan.as_json())
+    log.info("look %d (%d seeds, level %.4g): %d claims judged, %d decided; %d trainings added "
+             "so far%s", k, plan.seeds, plan.level, len(plan.judged), len(plan.decided),
+             plan.trainings_added,
+             "; grows " + ", ".join(f"{a} +{len(s)}" for a, s in plan.grow.items()) if plan.grow
+             else "; no further look")
+    return plan

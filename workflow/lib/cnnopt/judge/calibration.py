@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from cnnopt.common.errors import DataError
-from cnnopt.judge import decide
+from cnnopt.judge import decide, sequential
 from cnnopt.judge.claims import arms as claim_arms
 from cnnopt.judge.claims import pairs, with_defaults
 from cnnopt.judge.rules import Rules
@@ -252,11 +252,16 @@ def simulate(claims: list[dict], rules=None, roles: dict | None = None, studies:
     strong = power_layout(tuple(effects or cal.effects))
     jobs += [(strong, "model", float(sd), int(n), power_studies or studies, seed, rules, 1)
              for sd in sds for n in ns]
+    return _all(_run, jobs, workers)
+
+
+def _all(run, jobs: list, workers: int) -> pd.DataFrame:
+    """``run`` of every job (in ``workers`` processes), the results as one frame."""
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_run, jobs))
+            parts = list(pool.map(run, jobs))
     else:
-        parts = [_run(job) for job in jobs]
+        parts = [run(job) for job in jobs]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -338,3 +343,138 @@ def calibrate(claims: list[dict], runs: pd.DataFrame, rules, out, workers: int =
     table = characteristics(simulate(claims, rules, roles, workers=workers))
     files.write_csv(out, table)
     return table
+
+
+# ---------------------------------------------------------------- the sequential design
+#: The columns of sequential_calibration.csv: per design, case and seed sd, the worst claim's
+#: and the worst family's rate of false verdicts, the trainings per study and the share of
+#: claims decided (reproduced, not reproduced or contradicted).
+SEQUENTIAL_COLUMNS = ["design", "case", "sd", "studies", "trainings", "decided",
+                      "worst_claim", "worst_claim_rate", "worst_family", "worst_family_rate",
+                      "mc_limit"]
+#: The columns of sequential_power.csv: per design, seed sd, true effect and kind of claim the
+#: rate of the right verdict, the trainings per study, and the power each added training buys
+#: over the fixed design of the first look's seeds.
+SEQUENTIAL_POWER_COLUMNS = ["design", "sd", "truth", "kind", "studies", "power", "trainings",
+                            "power_per_training"]
+
+
+def _designs(rules: Rules) -> tuple[str, str, str]:
+    looks = rules.sequential.looks
+    return (f"fixed {looks[0]} seeds", f"sequential {'/'.join(map(str, looks))}",
+            f"fixed {looks[-1]} seeds")
+
+
+def _run_sequential(job) -> pd.DataFrame:
+    """``studies`` simulated studies of one setting under three designs: every arm at the
+    first look's seeds, the sequential design, every arm at the last look's seeds; one row per
+    (design, study, claim)."""
+    layout, case, sd, studies, seed, rules, tag = job
+    looks = rules.sequential.looks
+    rng = np.random.default_rng([seed, int(round(sd * 1000)),
+                                 CASES.index(case) if case in CASES else 9, tag, 7])
+    claims = list(layout.claims)
+    ids = [c["id"] for c in claims]
+    first, seq_name, last = _designs(rules)
+    rows = []
+    for study in range(studies):
+        runs = simulate_runs(rng, layout, looks[-1], sd, case, rules)
+        few = {c: v[runs["seed"] < looks[0]] for c, v in runs.items()}
+        fixed_few = decide.verdicts(claims, few, rules=rules, scale="paper")
+        fixed_all = decide.verdicts(claims, runs, rules=rules, scale="paper")
+        table, plans = sequential.run_design(claims, runs, rules, "paper")
+        added = plans[-1].trainings_added
+        arms = len(layout.arms)
+        got = dict(zip(table["id"], table["verdict"], strict=True))
+        for design, verdicts, trainings in (
+                (first, fixed_few, arms * looks[0]),
+                (seq_name, [got[i] for i in ids], arms * looks[0] + added),
+                (last, fixed_all, arms * looks[-1])):
+            rows += [(design, study, cid, v, trainings) for cid, v in zip(ids, verdicts, strict=True)]
+    out = pd.DataFrame(rows, columns=["design", "study", "id", "verdict", "trainings"])
+    info = pd.DataFrame([{"id": c["id"], "family": c["family"], "kind": c["kind"],
+                          "truth": _truth(c, layout)} for c in claims])
+    out = out.merge(info, on="id", how="left")
+    out["case"], out["sd"] = case if tag == 0 else "power", sd
+    out["wrong"] = [v in FALSE.get(t, (CONTRADICTED,))
+                    for t, v in zip(out["truth"], out["verdict"], strict=True)]
+    return out
+
+
+def simulate_sequential(claims: list[dict], rules=None, roles: dict | None = None,
+                        studies: int | None = None, sds=None, cases=None, effects=None,
+                        seed: int | None = None, workers: int = 1) -> pd.DataFrame:
+    """Every verdict of every simulated study under the three designs (long: design, case,
+    sd, study, id, family, kind, truth, verdict, wrong, trainings): the error studies of
+    ``claims`` per case and seed sd (the sequential design with the declared budget), and the
+    power studies (case "power": the power layout, one family per true effect, the budget
+    lifted so that every open claim can grow). Unset arguments come from
+    ``rules.calibration`` (``studies`` from ``rules.sequential``, like the looks)."""
+    rules = Rules.of(rules)
+    if not rules.sequential.on:
+        raise DataError("verdicts.sequential has no looks: nothing to calibrate")
+    cal = rules.calibration
+    studies, seed = studies or rules.sequential.studies, cal.seed if seed is None else seed
+    sds = tuple(sds or cal.sds)
+    layout = error_layout(claims, rules, roles)
+    jobs = [(layout, case, float(sd), studies, seed, rules, 0)
+            for case in (cases or cal.cases) for sd in sds]
+    unlimited = rules.replace(sequential=rules.sequential.as_block() | {"budget_trainings": None})
+    for effect in tuple(effects or cal.effects):
+        jobs += [(power_layout((effect,)), "model", float(sd), studies, seed, unlimited,
+                  1 + int(round(effect * 100))) for sd in sds]
+    return _all(_run_sequential, jobs, workers)
+
+
+def sequential_errors(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """``SEQUENTIAL_COLUMNS`` of ``simulate_sequential``'s error studies."""
+    errors = verdicts[verdicts["case"] != "power"]
+    rows = []
+    for (design, case, sd), grp in errors.groupby(["design", "case", "sd"], sort=False):
+        studies = grp["study"].nunique()
+        per_claim = grp.groupby("id")["wrong"].mean()
+        per_family = grp.groupby(["family", "study"])["wrong"].any().groupby("family").mean()
+        decided = grp["verdict"].isin((REPRODUCED, NOT_REPRODUCED, CONTRADICTED)).mean()
+        rows.append({"design": design, "case": case, "sd": sd, "studies": studies,
+                     "trainings": grp.groupby("study")["trainings"].first().mean(),
+                     "decided": float(decided),
+                     "worst_claim": per_claim.idxmax(), "worst_claim_rate": float(per_claim.max()),
+                     "worst_family": per_family.idxmax(),
+                     "worst_family_rate": float(per_family.max()),
+                     "mc_limit": 0.05 + 3 * np.sqrt(0.05 * 0.95 / studies)})
+    return pd.DataFrame(rows, columns=SEQUENTIAL_COLUMNS)
+
+
+def sequential_power(verdicts: pd.DataFrame, rules) -> pd.DataFrame:
+    """``SEQUENTIAL_POWER_COLUMNS`` of ``simulate_sequential``'s power studies: the rate of
+    *reproduced* per design, seed sd, true effect and kind of claim, and what each training
+    added over the first look's fixed design buys (power gained / trainings added)."""
+    power = verdicts[(verdicts["case"] == "power") & verdicts["truth"].str.startswith("true effect")]
+    if power.empty:
+        return pd.DataFrame(columns=SEQUENTIAL_POWER_COLUMNS)
+    first = _designs(Rules.of(rules))[0]
+    keys = ["design", "sd", "truth", "kind"]
+    out = (power.assign(right=power["verdict"] == REPRODUCED)
+           .groupby(keys, sort=False)
+           .agg(studies=("study", "nunique"), power=("right", "mean"), trainings=("trainings", "mean"))
+           .reset_index())
+    base = out[out["design"] == first].set_index(["sd", "truth", "kind"])
+    ref = base.reindex(pd.MultiIndex.from_frame(out[["sd", "truth", "kind"]]))
+    gain = out["power"].to_numpy() - ref["power"].to_numpy()
+    spent = out["trainings"].to_numpy() - ref["trainings"].to_numpy()
+    out["power_per_training"] = np.where(spent > 0, gain / np.where(spent > 0, spent, 1), np.nan)
+    return out[SEQUENTIAL_POWER_COLUMNS]
+
+
+def calibrate_sequential(claims: list[dict], runs: pd.DataFrame, rules, out_errors, out_power,
+                         workers: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The sequential design's error rates and power against fixed seeds, on the study's own
+    claims and arms (roles from ``runs``), written to ``out_errors`` and ``out_power``."""
+    from cnnopt.common import files
+    rules = Rules.of(rules)
+    roles = {f"{o}/{v}": r for o, v, r in zip(runs["optimizer"], runs["variant"], runs["role"], strict=True)}
+    verdicts = simulate_sequential(claims, rules, roles, workers=workers)
+    errors, power = sequential_errors(verdicts), sequential_power(verdicts, rules)
+    files.write_csv(out_errors, errors)
+    files.write_csv(out_power, power)
+    return errors, power

@@ -48,11 +48,16 @@ from cnnopt.judge.claims import arms, pairs, with_defaults
 from cnnopt.judge.metrics import METRICS, columns_of, measure_columns
 from cnnopt.judge.rules import Rules
 from cnnopt.judge.verdicts import (
+    CENSORING,
     CONTRADICTED,
+    DIVERGENCE,
     FAMILIES,
     INCONCLUSIVE,
+    MISSING,
     NOT_REPRODUCED,
     REPRODUCED,
+    SCALE,
+    SPREAD,
     UNTESTED,
 )
 
@@ -60,7 +65,7 @@ from cnnopt.judge.verdicts import (
 COLUMNS = ["id", "family", "kind", "claim", "where", "metric", "paper", "ours", "std", "n",
            "ci_low", "ci_high", "within", "test", "p_value", "p_adjusted", "verdict",
            "verdict_text", "scale", "reason", "power", "detectable", "seeds_to_decide",
-           "mcnemar", "runs"]
+           "open_because", "mcnemar", "runs"]
 
 #: The columns of the per-run table the judges read (``runs.read_runs(...).table``).
 RUN_COLUMNS = ("run_id", "optimizer", "variant", "seed", "role", "test_accuracy", "diverged",
@@ -102,6 +107,7 @@ class Test:
     within: float = math.nan          # value: the 90 % bound of our distance to the paper
     runs_a: np.ndarray | None = None  # unpaired (Welch): each arm's values, oriented
     runs_b: np.ndarray | None = None
+    cause: str = SPREAD               # why it is left inconclusive (verdicts.CAUSES)
 
 
 class _Study:
@@ -121,6 +127,9 @@ class _Study:
         self._empty = {c: v[:0] for c, v in measured.items()}
         self._arm_priors: dict = {}
         self._unit_cache: dict = {}
+        #: the power columns: at this level (divided by the family's size), seeds searched
+        #: up to ``seeds_cap``; ``seeds_only`` computes seeds to decide alone (``judge``)
+        self.power_level, self.seeds_cap, self.seeds_only = self.alpha, rules.max_seeds, False
 
     def runs(self, arm: str) -> dict[str, np.ndarray]:
         """The columns of ``arm``'s runs, sorted by seed (empty arrays for an absent arm)."""
@@ -190,6 +199,7 @@ def _value_test(study: _Study, claim: dict) -> Test:
         test.status = UNTESTED if not len(sel["accuracy"]) else "no_test"
         test.reason = _no_runs(arm) if not len(sel["accuracy"]) else \
             f"every run of {arm} diverged or has no test accuracy"
+        test.cause = MISSING if not len(sel["accuracy"]) else DIVERGENCE
         return test
     test.n, test.note = len(acc), _diverged_note([sel])
     test.std = float(np.std(acc, ddof=1)) if len(acc) > 1 else math.nan
@@ -233,19 +243,19 @@ def _decide_value(study: _Study, t: Test) -> None:
         t.reason = (f"neither shown within nor beyond ± {margin:g} points of the paper: "
                     f"{interval}{t.note}")
     elif within and _diverged(study.runs(t.a)):
-        t.verdict = INCONCLUSIVE
+        t.verdict, t.cause = INCONCLUSIVE, DIVERGENCE
         t.reason = f"within the margin, but the recipe diverged in some runs: {interval}{t.note}"
     elif within:
         t.verdict, t.reason = REPRODUCED, f"shown within ± {margin:g} points: {interval}{t.note}"
     else:
         sel = study.runs(t.a)
         if claim.get("scale") and not sel["at_scale"].astype(bool).all():
-            t.verdict = INCONCLUSIVE
+            t.verdict, t.cause = INCONCLUSIVE, SCALE
             t.reason = (f"beyond the margin, but the runs train below the paper's budget "
                         f"({_budget(sel)}), which cannot refute a number reached at its full "
                         f"budget: {interval}{t.note}")
         elif claim.get("scale") and sel["still_rising"].astype(bool).any():
-            t.verdict = INCONCLUSIVE
+            t.verdict, t.cause = INCONCLUSIVE, SCALE
             t.reason = f"beyond the margin, but the validation curve is still rising: {interval}{t.note}"
         else:
             t.verdict = NOT_REPRODUCED
@@ -286,11 +296,12 @@ def _pair_setup(study: _Study, claim: dict, a: str, b: str) -> Test:
     missing = [x for x, r in ((a, ra), (b, rb)) if not len(r["seed"])]
     if missing:
         test.status, test.reason = UNTESTED, "; ".join(_no_runs(x) for x in missing)
+        test.cause = MISSING
         return test
     test.note = _diverged_note([ra, rb])
     empty = [x for x, y in ((a, ya), (b, yb)) if not np.isfinite(y).any()]
     if empty:
-        test.status = "no_test"
+        test.status, test.cause = "no_test", DIVERGENCE
         test.reason = "; ".join(f"no run of {x} has a {METRICS[metric]['label']} (diverged or "
                                 "missing)" for x in empty)
         return test
@@ -362,14 +373,14 @@ def _decide_pair(study: _Study, t: Test) -> None:
     favours_a = t.estimate > 0
     winner = study.runs(t.a if favours_a else t.b)
     if _diverged(winner):
-        t.verdict = INCONCLUSIVE
+        t.verdict, t.cause = INCONCLUSIVE, DIVERGENCE
         t.reason = (f"{t.a if favours_a else t.b} diverged in {_diverged(winner)} of "
                     f"{len(winner['seed'])} runs: {text}{note}")
     elif favours_a and t.censored_a:
-        t.verdict = INCONCLUSIVE
+        t.verdict, t.cause = INCONCLUSIVE, CENSORING
         t.reason = f"{t.a} has runs that never reached the target (censored): {text}{note}"
     elif not favours_a and t.censored_b:
-        t.verdict = INCONCLUSIVE
+        t.verdict, t.cause = INCONCLUSIVE, CENSORING
         t.reason = f"{t.b} has runs that never reached the target (censored): {text}{note}"
     elif t.diffs is not None and not (np.all(t.diffs > 0) if favours_a else np.all(t.diffs < 0)):
         t.verdict = INCONCLUSIVE
@@ -386,11 +397,11 @@ def _power(study: _Study, t: Test, family_size: int) -> tuple[float, float, int 
     comparison, seeds that would decide the claim), at the family's level divided by its size."""
     if t.status != "ok" or not family_size:
         return math.nan, math.nan, None
-    alpha = study.alpha / family_size
-    want, cap, n = study.rules.power, study.rules.max_seeds, t.n
+    alpha = study.power_level / family_size
+    want, cap, n = study.rules.power, study.seeds_cap, t.n
     if t.b is None:  # a value
         margin = study.rules.margin
-        reach = power.tost_power(0.0, t.se, t.df, margin, alpha)
+        reach = math.nan if study.seeds_only else power.tost_power(0.0, t.se, t.df, margin, alpha)
 
         def decided(m: int) -> bool:
             se, df = math.sqrt(t.var / m + t.var), t.prior_df + m - 1
@@ -399,7 +410,7 @@ def _power(study: _Study, t: Test, family_size: int) -> tuple[float, float, int 
 
         seeds = next((m for m in range(max(n + 1, 2), cap + 1) if decided(m)), None)
         return reach, math.nan, seeds
-    detect = power.detectable(t.se, t.df, alpha, want)
+    detect = math.nan if study.seeds_only else power.detectable(t.se, t.df, alpha, want)
     if t.diffs is not None:
         se_at, df_at = (lambda m: math.sqrt(t.var / m)), (lambda m: t.prior_df + m - 1)
     else:
@@ -453,7 +464,7 @@ def _claim_row(study: _Study, claim: dict, tests: list[Test], family_size: int) 
     untested = [t for t in tests if t.status == UNTESTED]
     if untested:
         return _row(claim, verdict=UNTESTED, verdict_text=UNTESTED, scale=scale,
-                    reason="; ".join(t.reason for t in untested))
+                    reason="; ".join(t.reason for t in untested), open_because=MISSING)
     verdicts = [t.verdict for t in tests]
     if claim["kind"] == "top":
         if all(v == REPRODUCED for v in verdicts):
@@ -474,6 +485,11 @@ def _claim_row(study: _Study, claim: dict, tests: list[Test], family_size: int) 
     else:
         shown = tests[0]
         verdict, p_adj, reason = shown.verdict, shown.p_adj, shown.reason
+    # why it stays open: a pair that blocks the verdict for another reason than the spread
+    blocked = [t.cause for t in tests if t.verdict != REPRODUCED and t.cause != SPREAD]
+    cause = (blocked[0] if blocked else SPREAD) if verdict == INCONCLUSIVE else ""
+    if study.seeds_only and verdict != INCONCLUSIVE:
+        family_size = 0  # decided: no seeds to decide to search for
     reach, detect, seeds = _power(study, shown, family_size)
     text = verdict + (at if verdict in (REPRODUCED, CONTRADICTED, NOT_REPRODUCED) else "")
     return _row(claim, ours=shown.estimate, std=shown.std, n=shown.n, ci_low=shown.ci[0],
@@ -483,11 +499,12 @@ def _claim_row(study: _Study, claim: dict, tests: list[Test], family_size: int) 
                 scale=scale, reason=reason, power=reach, detectable=detect,
                 seeds_to_decide=(seeds if seeds is not None else pd.NA)
                 if verdict == INCONCLUSIVE and shown.status == "ok" else pd.NA,
-                mcnemar=shown.mcnemar)
+                open_because=cause, mcnemar=shown.mcnemar)
 
 
 def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = None,
-          rules=None, scale: str = "reduced", with_power: bool = True) -> pd.DataFrame:
+          rules=None, scale: str = "reduced", with_power: bool | str = True,
+          power_level: float | None = None, seeds_cap: int | None = None) -> pd.DataFrame:
     """One row per claim (``COLUMNS``): the paper's value, ours, the interval, raw and
     adjusted p, verdict, power and the number of seeds that would decide it.
 
@@ -496,10 +513,13 @@ def judge(claims: list[dict], runs: pd.DataFrame, predictions: dict | None = Non
     maps (run id, "last" or "best") to the (labels, predictions) arrays of the test set (the
     McNemar column); ``rules`` the config's ``verdicts`` block or a ``Rules``; ``scale`` the
     config's, for roles without a paper budget. Without ``with_power`` the power columns are
-    left empty.
+    left empty; with ``with_power="seeds"`` only seeds to decide is computed, for the open
+    claims (what ``judge.sequential`` plans with). The power columns are at ``power_level``
+    (default: the rules' level) divided by the family's size, seeds to decide searched up to
+    ``seeds_cap`` (default ``verdicts.max_seeds``).
     """
-    frame = pd.DataFrame(_rows(claims, runs, predictions, rules, scale, with_power),
-                         columns=COLUMNS)
+    frame = pd.DataFrame(_rows(claims, runs, predictions, rules, scale, with_power,
+                               power_level, seeds_cap), columns=COLUMNS)
     frame["seeds_to_decide"] = frame["seeds_to_decide"].astype("Int64")
     frame["n"] = pd.to_numeric(frame["n"], errors="coerce").astype("Int64")
     return frame
@@ -512,7 +532,8 @@ def verdicts(claims: list[dict], runs, rules=None, scale: str = "reduced") -> li
     return [row["verdict"] for row in _rows(claims, runs, None, rules, scale, False)]
 
 
-def _rows(claims, runs, predictions, rules, scale, with_power) -> list[dict]:
+def _rows(claims, runs, predictions, rules, scale, with_power, power_level=None,
+          seeds_cap=None) -> list[dict]:
     """``judge``'s rows, one dict per claim."""
     runs = columns_of(runs)
     missing = [c for c in RUN_COLUMNS if c not in runs]
@@ -525,6 +546,9 @@ def _rows(claims, runs, predictions, rules, scale, with_power) -> list[dict]:
         raise CnnoptError(f"the runs table lacks column(s) {', '.join(absent)} that claims "
                           "measure (cnnopt.judge.metrics.with_curve_facts adds the curve facts)")
     study = _Study(measure_columns(runs, rules, scale), rules, predictions)
+    study.seeds_only = with_power == "seeds"
+    study.power_level = study.alpha if power_level is None else float(power_level)
+    study.seeds_cap = rules.max_seeds if seeds_cap is None else int(seeds_cap)
     tests = {c["id"]: ([_value_test(study, c)] if c["kind"] == "value"
                        else [_pair_setup(study, c, a, b) for a, b in pairs(c)]) for c in claims}
     flat = [t for c in claims for t in tests[c["id"]]]

@@ -61,6 +61,57 @@ class Moderation:
 
 
 @dataclass(frozen=True)
+class Sequential:
+    """``verdicts.sequential``: the looks of the sequential design (``judge.sequential``);
+    off when ``looks`` is empty."""
+
+    looks: tuple[int, ...]
+    max_seeds: int | None
+    budget_trainings: int | None
+    spending: str
+    studies: int
+
+    @property
+    def on(self) -> bool:
+        return bool(self.looks)
+
+    @property
+    def cap(self) -> int:
+        """The most seeds to decide a claim may need to grow (``max_seeds``, else the last look)."""
+        return self.max_seeds if self.max_seeds is not None else max(self.looks, default=2)
+
+    @classmethod
+    def of(cls, block: dict) -> Sequential:
+        known = {f.name for f in fields(cls)}
+        if set(block) - known:
+            raise CnnoptError(f"verdicts.sequential: unknown key(s) "
+                              f"{', '.join(sorted(set(block) - known))}")
+        looks = tuple(int(n) for n in block.get("looks") or ())
+        if any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+            raise CnnoptError(f"verdicts.sequential.looks: the seeds per look must increase "
+                              f"(got {list(looks)})")
+        if looks and min(looks) < 2:
+            raise CnnoptError("verdicts.sequential.looks: every look needs at least 2 seeds per arm")
+        max_seeds = block.get("max_seeds")
+        if looks and max_seeds is not None and int(max_seeds) < looks[-1]:
+            raise CnnoptError(f"verdicts.sequential.max_seeds = {max_seeds} is below the last "
+                              f"look's {looks[-1]} seeds")
+        spending = block.get("spending", "pocock")
+        if spending not in ("pocock", "obrien_fleming", "split"):
+            raise CnnoptError(f"verdicts.sequential.spending = {spending!r}: choose pocock, "
+                              "obrien_fleming or split")
+        budget = block.get("budget_trainings")
+        return cls(looks=looks, max_seeds=None if max_seeds is None else int(max_seeds),
+                   budget_trainings=None if budget is None else int(budget), spending=spending,
+                   studies=int(block.get("studies", 200)))
+
+    def as_block(self) -> dict:
+        return {"looks": list(self.looks), "max_seeds": self.max_seeds,
+                "budget_trainings": self.budget_trainings, "spending": self.spending,
+                "studies": self.studies}
+
+
+@dataclass(frozen=True)
 class Rules:
     """``verdicts``: how each claim is judged (``config/README.md``, "Verdicts")."""
 
@@ -76,6 +127,7 @@ class Rules:
     max_seeds: int
     moderation: Moderation
     calibration: Calibration
+    sequential: Sequential
     #: the stratum of each role (a role in none is a stratum of its own)
     _role_stratum: MappingProxyType = field(init=False, repr=False, compare=False)
 
@@ -128,7 +180,9 @@ class Rules:
                 studies=int(cal["studies"]), seed=int(cal["seed"]),
                 effects=tuple(float(e) for e in cal["effects"]),
                 sds=tuple(float(s) for s in cal["sds"]), seeds=tuple(int(n) for n in cal["seeds"]),
-                cases=tuple(cal["cases"])))
+                cases=tuple(cal["cases"])),
+            sequential=Sequential.of(dict(DEFAULTS["sequential"])
+                                     | dict(block.get("sequential") or {})))
 
     def __reduce__(self):
         """Pickled as its block (mapping proxies do not pickle): worker processes get it."""
@@ -152,4 +206,5 @@ class Rules:
                                "outlier": mod.outlier, "full_weight": mod.full_weight},
                 "calibration": {"studies": cal.studies, "seed": cal.seed,
                                 "effects": list(cal.effects), "sds": list(cal.sds),
-                                "seeds": list(cal.seeds), "cases": list(cal.cases)}}
+                                "seeds": list(cal.seeds), "cases": list(cal.cases)},
+                "sequential": self.sequential.as_block()}

@@ -9,3 +9,8 @@ VERDICTS = (REPRODUCED, NOT_REPRODUCED, CONTRADICTED, INCONCLUSIVE, UNTESTED)
 KINDS = ("value", "greater", "top")
 #: The families within which Holm's correction runs, in the report's order.
 FAMILIES = ("values", "adjustments", "ingredients", "ranking", "speed", "curves")
+#: Why a claim is left inconclusive (the claims table's ``open_because``): only the seed spread
+#: is what more seeds can settle (``judge.sequential`` grows no other).
+SPREAD, SCALE, DIVERGENCE = "seed spread", "scale", "divergence"
+CENSORING, MISSING = "censoring", "missing runs"
+CAUSES = (SPREAD, SCALE, DIVERGENCE, CENSORING, MISSING)

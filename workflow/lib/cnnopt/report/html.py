@@ -99,11 +99,14 @@ def _comparison(runs: Runs, table1: pd.DataFrame, figs: dict[str, Path], best) -
 
 def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run_dirs,
                   manifest_json, config: dict, provenance: dict, claims_csv=None,
-                  tuning: Mapping | None = None, strata_csv=None, calibration_csv=None) -> dict:
+                  tuning: Mapping | None = None, strata_csv=None, calibration_csv=None,
+                  sequential_csvs: Mapping | None = None) -> dict:
     """Every value the template shows, computed from the workflow's outputs.
 
     ``tuning`` maps the tuning tables (``report_future.TABLES``) to their CSV files; without
-    it the report has no "Future work, answered" section.
+    it the report has no "Future work, answered" section. ``sequential_csvs`` maps
+    "sequential_calibration" and "sequential_power" to the sequential design's simulated
+    tables (section 2.4, with summary.json's ``sequential``).
     """
     config = config or {}
     runs_df = _read_csv(runs_csv, "runs")
@@ -128,6 +131,10 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
                                             if strata_csv is not None else pd.DataFrame()),
         "calibration": report_tables.calibration_section(
             _read_csv(calibration_csv, "calibration") if calibration_csv is not None else None),
+        "sequential": report_tables.sequential_section(
+            summ.get("sequential"),
+            *(_read_csv(sequential_csvs[k], k) if sequential_csvs and k in sequential_csvs else None
+              for k in ("sequential_calibration", "sequential_power"))),
         "rules": Rules.of(config.get("verdicts")),
         # Table 1 stands beside the paper's only when the paper's claims are judged
         "paper_claims": not config.get("claims"),
@@ -193,7 +200,9 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
     ctx = build_context(tables["runs"], tables["table1"], tables["ablation"], tables["summary"],
                         figures, run_dirs, manifest_json, config, provenance, tables["claims"],
                         tuning={k: tables[k] for k in report_future.TABLES if k in tables} or None,
-                        strata_csv=tables.get("strata"), calibration_csv=tables.get("calibration"))
+                        strata_csv=tables.get("strata"), calibration_csv=tables.get("calibration"),
+                        sequential_csvs={k: tables[k] for k in ("sequential_calibration",
+                                                                "sequential_power") if k in tables})
     try:
         html = environment(template_path.parent).get_template(template_path.name).render(**ctx)
     except jinja2.TemplateError as exc:

@@ -13,18 +13,32 @@ recorded and never chosen. A tuned run reads its rate from the selection file
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
 
 from cnnopt.common import files
-from cnnopt.common.errors import CnnoptError
+from cnnopt.common.errors import CnnoptError, DataError
 from cnnopt.tuning import halving
 
 log = logging.getLogger(__name__)
 
 #: metric -> the validation accuracy of metrics.json it reads (never a test-set number)
 METRICS = {"best_epoch": "best_val_accuracy", "last_epoch": "final_val_accuracy"}
+
+
+def _read(path, keys: tuple[str, ...]) -> dict:
+    """A rung's or round's file; a lost, unreadable or foreign one is a one-line error naming
+    it (nothing is written after it)."""
+    try:
+        data = files.read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: cannot read it as JSON ({' '.join(str(err).split())})") from None
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise DataError(f"{path}: not the file expected here (no {', '.join(missing)})")
+    return data
 
 
 def scores(metrics: dict[str, Path], metric: str) -> dict[str, dict]:
@@ -89,7 +103,7 @@ def rung(search: str, optimizer: str, k: int, chains: dict[float, list[str]], pr
     if k == 0:
         entrants = {ids[0]: rate for rate, ids in chains.items()}
     else:
-        promoted = set(files.read_json(previous_json)["promoted"])
+        promoted = set(_read(previous_json, ("promoted",))["promoted"])
         entrants = {ids[k]: rate for rate, ids in chains.items() if ids[k - 1] in promoted}
     table = halving.rung_table(entrants, scores({r: metrics[r] for r in entrants}, metric),
                                keep if k < last else None)
@@ -113,13 +127,13 @@ def choose(search: str, optimizer: str, round_: int, rung_jsons: list, previous_
     while fewer than ``extend`` were tried.
     """
     if round_ == 0:
-        rungs = [files.read_json(p) for p in rung_jsons]
+        rungs = [_read(p, ("entrants", "rung", "last")) for p in rung_jsons]
         seen = {r["learning_rate"]: r | {"rung": table["rung"], "final": table["last"]}
                 for table in rungs for r in table["entrants"]}  # a later rung's row replaces
         rows = [seen[rate] for rate in sorted(seen)]
         extensions: list[float] = []
     else:
-        before = files.read_json(previous_json)
+        before = _read(previous_json, ("extend_to", "candidates", "rungs", "extensions"))
         rate = before["extend_to"]
         rid = chains[rate][-1]
         row = {"run_id": rid, "learning_rate": rate, **scores({rid: extension_metrics[rid]}, metric)[rid],
@@ -137,7 +151,7 @@ def choose(search: str, optimizer: str, round_: int, rung_jsons: list, previous_
 
 def final_choice(round_json, out_json) -> dict:
     """The last round's choice, as the search's selection file (what tuned runs read)."""
-    choice = files.read_json(round_json)
+    choice = _read(round_json, ("learning_rate",))
     if choice.get("extend_to") is not None:
         raise CnnoptError(f"{round_json} asks for another extension: it is not the last round")
     _write(choice, out_json)
