@@ -19,4 +19,8 @@ for _ in 1 2 3 4 5 6; do  # build a wheel for each dependency PyPI has only as a
   .venv/bin/pip wheel --quiet --no-deps -w "$out" "$missing"
 done
 rm -f "$out"/{numpy,scipy,pandas,matplotlib,pillow,fonttools,kiwisolver,contourpy,cycler,pyparsing,python_dateutil,six,packaging}-*.whl
+# ... and what the lent machines' image holds (/work/.library/device/KINDS.md): jax's own
+# ml_dtypes must stay, the rest would only weigh on the 64 MiB (bench/device_check.sh installs
+# these wheels with --no-deps beside the image's packages)
+rm -f "$out"/{h5py,pygments,pyyaml,narwhals,ml_dtypes,tzdata,charset_normalizer,wrapt,psutil,absl_py,urllib3,jinja2,certifi,markdown_it_py,requests,idna,attrs,typing_extensions,tabulate,mdurl,markupsafe,formulaic,interface_meta,rich}-*.whl
 du -sh "$out"

@@ -17,6 +17,7 @@ from cnnopt.config import grid, schema, searches
 pytestmark = pytest.mark.dag
 
 FUTURE_SMOKE = str(ROOT / "tests" / "configs" / "future_smoke.yaml")
+SEARCHES_ONLY = str(ROOT / "tests" / "configs" / "searches_only.yaml")
 
 
 def merged_config(*files) -> dict:
@@ -41,14 +42,17 @@ def planned_jobs(wf, args) -> dict[str, list[str]]:
     return jobs
 
 
-@pytest.mark.parametrize("config", ["config/future.yaml", "config/future_resnet.yaml"])
-def test_a_future_config_plans_its_searches_and_only_the_study_runs_its_claims_read(tmp_path, config):
+@pytest.mark.parametrize("configs", [
+    ["config/future.yaml"], ["config/future_resnet.yaml"],
+    ["config/future.yaml", "config/future_hand_tuned.yaml"],
+    ["config/future_resnet.yaml", "config/future_resnet_hand_tuned.yaml"]])
+def test_a_future_config_plans_its_searches_and_only_the_study_runs_its_claims_read(tmp_path, configs):
     from cnnopt.tuning import tables
 
     wf = copy_workflow(tmp_path / "wf")
-    cfg = merged_config(config)
+    cfg = merged_config(*configs)
     tuning = searches.expand_tuning(cfg)
-    jobs = planned_jobs(wf, ["--configfile", config])
+    jobs = planned_jobs(wf, ["--configfile", *configs])
     trained = {re.sub(r"^run=", "", w) for w in jobs["train"] + jobs["train_keep"]}
     # before any rung is scored: every candidate's first rung, and the tuned runs on the seeds
     # the winners' search runs do not cover (those are adopted once chosen)
@@ -80,6 +84,28 @@ def test_a_future_config_plans_its_searches_and_only_the_study_runs_its_claims_r
     assert not {r for r in evaluated if tuning.get(r, {}).get("role") == "candidate"}
     assert tuned <= evaluated
     assert len(jobs["tuning_tables"]) == len(jobs["tuning_figures"]) == len(jobs["report"]) == 1
+    # alone, a study of searches: no table, calibration or figure of the paper's grid
+    study_rules = {"aggregate", "calibrate", "figures"}
+    assert (study_rules & set(jobs)) == (study_rules if study else set())
+
+
+def test_a_study_of_searches_alone_reports_the_future_work_only(tmp_path):
+    wf, args = run_tiny(tmp_path, SEARCHES_ONLY)
+    results = wf / "results"
+    assert not (results / "tables" / "claims.csv").exists()
+    assert not (results / "tables" / "calibration.csv").exists()
+    assert {p.name for p in (results / "runs").iterdir()} >= {"adam-blocks_tuned-s0", "sgd-blocks_tuned-s0"}
+    tuned = pd.read_csv(results / "tables" / "tuned.csv")
+    assert set(tuned["optimizer"]) == {"adam", "sgd"}
+    claims = pd.read_csv(results / "tables" / "tuned_claims.csv")
+    assert "hand_tuned" not in set(claims["family"])  # no reference runs: no such claim
+    html = (results / "report" / "report.html").read_text()
+    assert "4. Future work, answered" in html and "judged</h2>" not in html
+    assert "This study trains no grid of the paper" in html
+    assert "Tuning the learning rate (the future work)" in html  # its deviation row
+    assert "Architecture of the initial and final runs" not in html  # the grid's rows are not
+    assert "adam-blocks_tuned-s0" in html  # the tuned runs are the runs it describes
+    assert "Nothing to be done" in snakemake(wf, "-n", *args).stdout
 
 
 def test_every_output_of_the_tuning_study_exists(future_run):

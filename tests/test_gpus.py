@@ -110,6 +110,27 @@ def test_n_jobs_on_n_gpus_each_get_their_own(tmp_path):
         kill_all(procs)
 
 
+def test_a_device_listed_k_times_is_shared_by_k_trainings(tmp_path):
+    env = fake_env(tmp_path, devices="0,0,1")  # GPU 0 takes two trainings at once, GPU 1 one
+    procs = [start_holder(env) for _ in range(3)]
+    try:
+        seen = [got(p)["visible"] for p in procs]
+        assert sorted(seen) == ["0", "0", "1"]
+        with pytest.raises(gpus.GpuUnavailable, match="no 1 free GPU"):
+            gpus.acquire(1, env=dict(env), timeout=0.5, poll=0.1)
+        # a request for two GPUs wants two distinct devices, never two slots of one
+        with pytest.raises(gpus.GpuUnavailable, match="3 GPUs requested but only 2 exist"):
+            gpus.acquire(3, env=dict(env))
+        locks = sorted(p.name for p in (tmp_path / "locks").iterdir())
+        assert locks == ["gpu-0.lock", "gpu-0.slot2.lock", "gpu-1.lock"]
+    finally:
+        kill_all(procs)
+    mine = dict(env)
+    allocation = gpus.acquire(2, env=mine, timeout=5, poll=0.1)
+    assert allocation.devices == ["0", "1"] and mine["CUDA_VISIBLE_DEVICES"] == "0,1"
+    allocation.release()
+
+
 def test_a_killed_job_releases_its_gpu(tmp_path):
     env = fake_env(tmp_path, devices="0")
     holder = start_holder(env)

@@ -139,7 +139,9 @@ def test_deviations_table_is_filled_in(html):
     section = _section(html, '<table id="deviations">', "</table>")
     entries = yaml.safe_load(DEVIATIONS.read_text(encoding="utf-8"))
     rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td><td>(.*?)</td></tr>", section, re.S)
-    assert [r[0] for r in rows] == [str(escape(d["topic"])) for d in entries]
+    # a study without searches: every row but those about the searches
+    assert [r[0] for r in rows] == [str(escape(d["topic"])) for d in entries
+                                    if d.get("scope") != "searches"]
     for topic, _paper, ours in rows:
         assert ours and "{" not in ours, (topic, ours)  # every placeholder filled
     data = dict((r[0], r[2]) for r in rows)

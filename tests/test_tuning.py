@@ -103,7 +103,10 @@ def test_the_resnet_config_tunes_resnet20_at_its_own_final_budget():
     model = runs["adam-resnet20_tuned-s1"]["model"]
     assert model["architecture"] == "resnet" and model["depth"] == 20
     assert model["filters"] == [16, 32, 64] and "dropout" not in model
-    study = grid.expand_runs(cfg)  # its reference runs: the final recipes on ResNet-20, same budget
+    assert grid.expand_runs(cfg) == {}  # a study of searches alone
+    # its hand-tuned layer: the final recipes on ResNet-20 at the search's budget
+    study = grid.expand_runs(schema.validate(layered("config/future_resnet.yaml",
+                                                     "config/future_resnet_hand_tuned.yaml")))
     assert {s["variant"] for s in study.values()} == {"final_resnet20"}
     assert {s["epochs"] for s in study.values()} == {runs["adam-resnet20_tuned-s1"]["epochs"]}
     assert {o for s in cfg["tuning"]["searches"].values() for o in s["optimizers"]} == {
@@ -112,10 +115,11 @@ def test_the_resnet_config_tunes_resnet20_at_its_own_final_budget():
 
 def test_the_future_configs_stand_alone_and_share_their_reference_runs_with_the_study():
     study = grid.expand_runs(schema.validate(layered()))
-    future_runs = grid.expand_runs(future())
-    # standalone: of the default study only the four final recipes (the hand-tuned reference
-    # that the tuned claims read), and those are the study's own runs, spec for spec: run in the
-    # study's folder, they train nothing again
+    assert grid.expand_runs(future()) == {}  # standalone: nothing of the default study
+    future_runs = grid.expand_runs(schema.validate(layered("config/future.yaml",
+                                                           "config/future_hand_tuned.yaml")))
+    # the hand-tuned layer: the four final recipes (the reference of the hand_tuned claims),
+    # the study's own runs, spec for spec: run in the study's folder, they train nothing again
     assert {s["variant"] for s in future_runs.values()} == {"final"}
     assert {s["optimizer"] for s in future_runs.values()} == {"adam", "sgd", "rmsprop", "adamax"}
     assert all(study[rid] == spec for rid, spec in future_runs.items())
@@ -142,9 +146,23 @@ def test_a_search_of_an_unknown_optimizer_is_refused():
 def test_a_run_of_a_search_may_not_clash_with_a_run_of_the_grid():
     cfg = layered("config/future.yaml")
     cfg["variants"]["blocks_tuned"] = {"role": "extra"}
-    cfg["grid"].append({"optimizers": ["adam"], "variants": ["blocks_tuned"]})
+    cfg["grid"] = [{"optimizers": ["adam"], "variants": ["blocks_tuned"]}]
     with pytest.raises(ConfigError, match="adam-blocks_tuned-s0' is also a run of the grid"):
         schema.validate(cfg)
+
+
+def test_an_empty_grid_needs_searches_and_no_sequential_design():
+    cfg = future()
+    cfg["tuning"]["searches"] = {}
+    with pytest.raises(ConfigError) as err:
+        schema.validate(cfg)
+    assert str(err.value).startswith("config key grid = []: no run to train")
+    assert "\n" not in str(err.value)
+    cfg = grid.deep_merge(future(), {"verdicts": {"sequential": {"looks": [2, 3]}}})
+    with pytest.raises(ConfigError) as err:
+        grid.sequential_runs(cfg, grid.expand_runs(cfg))
+    assert "the design adds seeds to the grid's arms, and the grid is empty" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 # ---------------------------------------------------------------- the choice

@@ -56,6 +56,9 @@ try:
 except CnnoptError as _error:
     raise WorkflowError(f"invalid configuration: {_error}") from None
 RUNS = STUDY_RUNS | TUNING_RUNS | SEQUENTIAL_RUNS
+# A study of searches alone (an empty grid, config/future.yaml): no aggregate, calibration or
+# study figures; the report describes the tuned runs and answers the future work.
+GRID = bool(STUDY_RUNS)
 # A run whose spec equals an earlier run's but for its names is not trained again: rule
 # share_run copies the trained run's folder under its name (cnnopt.config.grid.shared_runs).
 SHARED = grid.shared_runs(RUNS)
@@ -320,10 +323,12 @@ def looks_done():
 
 
 def study_inputs(wildcards):
-    """The run files of the study's tables, figures and report (``run_inputs``), and with
-    the sequential design on, every look's plan and claims table."""
+    """The run files of the study's tables, figures and report (``run_inputs``: the grid's,
+    or the tuned runs in a study of searches alone), and with the sequential design on,
+    every look's plan and claims table."""
     if not SEQUENTIAL.on:
-        return {**run_inputs(), "look_plans": [], "look_claims": []}
+        runs = STUDY_RUNS if GRID else TUNED_RUNS
+        return {**run_inputs(runs), "look_plans": [], "look_claims": []}
     looks = looks_done()
     return {
         **run_inputs(planned_runs(LOOK_PLAN.format(k=looks[-1]))),

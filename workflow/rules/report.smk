@@ -7,13 +7,13 @@ rule report:
     input:
         unpack(study_inputs),
         tables=[
-            *rules.aggregate.output,
-            *rules.calibrate.output,
+            *(rules.aggregate.output if GRID else []),  # none in a study of searches alone
+            *(rules.calibrate.output if GRID else []),
             *(rules.calibrate_sequential.output if SEQUENTIAL.on else []),
             *(rules.tuning_tables.output if SEARCHES else []),
         ],
         figures=[
-            *rules.figures.output,
+            *(rules.figures.output if GRID else []),
             *(rules.tuning_figures.output if SEARCHES else []),
         ],
         manifest=rules.prepare_data.output.manifest,

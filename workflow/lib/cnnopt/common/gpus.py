@@ -14,7 +14,9 @@ Where the devices come from, first match wins:
    (nothing is locked); a job that SLURM gave no GPU runs on the CPU; several trainings in
    one allocation (``salloc``) lock among SLURM's devices only;
 2. ``CNNOPT_GPU_DEVICES``: a comma-separated list of device ids (``"0,1"``; ``""`` or
-   ``"none"`` for none), e.g. a fake list for tests or a subset of the machine's GPUs;
+   ``"none"`` for none), e.g. a fake list for tests or a subset of the machine's GPUs; a
+   device listed k times (``"0,0,0,0"``) is shared by up to k trainings at once (one lock
+   file per slot), for small models that leave a large GPU mostly idle;
 3. a ``CUDA_VISIBLE_DEVICES`` set before the run (the user's subset of devices);
 4. ``nvidia-smi -L``, when it is installed;
 5. none: the training runs on the CPU.
@@ -119,8 +121,19 @@ def lock_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(tempfile.gettempdir()) / f"cnnopt-gpu-locks-{os.getuid()}"
 
 
-def _lock_name(device: str) -> str:
-    return "gpu-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in device) + ".lock"
+def _lock_name(device: str, slot: int = 0) -> str:
+    name = "gpu-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in device)
+    return name + (f".slot{slot + 1}" if slot else "") + ".lock"
+
+
+def _slots(found: list[str]) -> list[tuple[str, int]]:
+    """Each listed device with its slot: the k-th listing of a device is its slot k-1."""
+    seen: dict[str, int] = {}
+    slots = []
+    for device in found:
+        slots.append((device, seen.get(device, 0)))
+        seen[device] = seen.get(device, 0) + 1
+    return slots
 
 
 def _try_lock(path: Path) -> int | None:
@@ -156,9 +169,9 @@ def acquire(wanted: int = 1, *, env: MutableMapping[str, str] | None = None,
     if slurm_job and len(found) <= wanted:  # the usual case: SLURM chose for this job
         log.info("SLURM job %s: %s=%s given by SLURM", slurm_job, VISIBLE_ENV, ",".join(found))
         return Allocation(found, "slurm")
-    if wanted > len(found):
-        raise GpuUnavailable(f"{wanted} GPUs requested but only {len(found)} exist: "
-                             f"{','.join(found)}")
+    if wanted > len(set(found)):
+        raise GpuUnavailable(f"{wanted} GPUs requested but only {len(set(found))} exist: "
+                             f"{','.join(dict.fromkeys(found))}")
     folder = lock_dir(env)
     if slurm_job:  # several trainings share one SLURM allocation (salloc): split its GPUs
         folder = folder / f"slurm-{slurm_job}"
@@ -167,8 +180,10 @@ def acquire(wanted: int = 1, *, env: MutableMapping[str, str] | None = None,
     next_notice = 0.0
     while True:
         held: list[tuple[str, Path, int]] = []
-        for device in found:
-            path = folder / _lock_name(device)
+        for device, slot in _slots(found):
+            if any(device == d for d, _, _ in held):  # one request, distinct devices
+                continue
+            path = folder / _lock_name(device, slot)
             fd = _try_lock(path)
             if fd is not None:
                 held.append((device, path, fd))

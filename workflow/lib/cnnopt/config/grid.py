@@ -199,6 +199,9 @@ def sequential_runs(config: dict, study_runs: dict[str, dict], schema: dict | No
     looks = (config.get("verdicts", {}).get("sequential") or {}).get("looks") or []
     if not looks:
         return {}
+    if not study_runs:
+        raise ConfigError("config key verdicts/sequential: the design adds seeds to the grid's "
+                          "arms, and the grid is empty (a study of searches alone)")
     if looks[0] != len(config["seeds"]):
         raise ConfigError(f"config key verdicts/sequential/looks: the first look is the study's "
                           f"seeds, {len(config['seeds'])} (seeds: {config['seeds']}), not {looks[0]}")

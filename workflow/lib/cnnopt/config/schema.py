@@ -97,7 +97,11 @@ def validate(config: dict, schema: dict | None = None) -> dict:
             raise ConfigError(f"config key {key} = {config[key]}: fewer images than the "
                               f"{MIN_IMAGES} classes (use 0 for all, or at least {MIN_IMAGES})")
     study = expand_runs(config, schema)  # raises on duplicate run ids or bad per-optimizer settings
-    clash = sorted(set(study) & set(expand_tuning(config, schema)))  # raises on a bad search
+    tuning = expand_tuning(config, schema)  # raises on a bad search
+    if not study and not tuning:
+        raise ConfigError("config key grid = []: no run to train (an empty grid needs "
+                          "tuning/searches: a study of searches alone)")
+    clash = sorted(set(study) & set(tuning))
     if clash:
         raise ConfigError(f"config key tuning/searches: run {clash[0]!r} is also a run of the grid; "
                           "rename the search or the variant")

@@ -104,19 +104,25 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
     """Every value the template shows, computed from the workflow's outputs.
 
     ``tuning`` maps the tuning tables (``report_future.TABLES``) to their CSV files; without
-    it the report has no "Future work, answered" section. ``sequential_csvs`` maps
+    it the report has no "Future work, answered" section. A study of searches alone (an empty
+    grid) has no aggregate tables: ``runs_csv`` is None, ``run_dirs`` are the tuned runs, and
+    the report keeps its methodology, the future work and the appendix. ``sequential_csvs`` maps
     "sequential_calibration" and "sequential_power" to the sequential design's simulated
     tables (section 2.4, with summary.json's ``sequential``).
     """
     config = config or {}
-    runs_df = _read_csv(runs_csv, "runs")
+    study = runs_csv is not None
+    if not study and not tuning:
+        raise CnnoptError("report needs the aggregate tables or, for a study of searches alone, "
+                          "the tuning tables")
+    runs = read_runs(run_dirs)
+    runs_df = _read_csv(runs_csv, "runs") if study else runs.table
     claims = (_read_csv(claims_csv, "claims") if claims_csv is not None
               else pd.DataFrame(columns=decide.COLUMNS))
-    table1 = _read_csv(table1_csv, "Table 1")
-    abl = _read_csv(ablation_csv, "ablation")
-    summ = _read_json(summary_json, "summary")
+    table1 = _read_csv(table1_csv, "Table 1") if study else pd.DataFrame()
+    abl = _read_csv(ablation_csv, "ablation") if study else pd.DataFrame()
+    summ = _read_json(summary_json, "summary") if study else {}
     manifest = _read_json(manifest_json, "data manifest")
-    runs = read_runs(run_dirs)
     figs = _figure_map(figures)
     data = report_tables.data_section(manifest)
     best_id = (summ.get("best") or {}).get("run_id")
@@ -124,7 +130,9 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
     return {
         "title": "Reproduction report: " + PAPER_TITLE,
         "paper_title": PAPER_TITLE, "paper_authors": PAPER_AUTHORS,
-        "summary_sentences": report_text.summary_sentences(summ, data, claims),
+        "study": study,
+        "summary_sentences": (report_text.summary_sentences(summ, data, claims) if study
+                              else report_future.searches_only_summary(config, data)),
         "scale": summ.get("scale", config.get("scale", "reduced")),
         "claims": report_tables.claim_rows(claims),
         "strata": report_tables.strata_rows(_read_csv(strata_csv, "strata")
@@ -138,20 +146,20 @@ def build_context(runs_csv, table1_csv, ablation_csv, summary_json, figures, run
         "rules": Rules.of(config.get("verdicts")),
         # Table 1 stands beside the paper's only when the paper's claims are judged
         "paper_claims": not config.get("claims"),
-        "deviations": report_text.deviation_rows(runs, config, data),
+        "deviations": report_text.deviation_rows(runs, config, data, study),
         "data": data,
         "models": report_tables.model_rows(runs),
         "optimizers": report_tables.optimizer_rows(runs),
         "schedules": report_tables.schedule_rows(runs),
-        "baseline_text": report_text.baseline_text(summ),
-        "opt_sections": _optimizer_sections(runs, table1, figs),
+        "baseline_text": report_text.baseline_text(summ) if study else "",
+        "opt_sections": _optimizer_sections(runs, table1, figs) if study else [],
         "table1": report_tables.table1_rows(table1),
         "ablation": report_tables.ablation_rows(abl),
-        "comparison": _comparison(runs, table1, figs, best),
+        "comparison": _comparison(runs, table1, figs, best) if study else [],
         "runs": report_tables.run_rows(runs_df),
         "best_run_id": best_id,
         "per_class": report_tables.per_class_rows(best),
-        "conclusions": report_text.conclusions(summ, claims, data),
+        "conclusions": report_text.conclusions(summ, claims, data) if study else [],
         "future": report_future.future_section(
             {name: _read_csv(tuning[name], name) for name in report_future.TABLES},
             {key: figure_uri(path) for key, path in figs.items()
@@ -195,10 +203,11 @@ def render(template_path, tables: Mapping, figures, run_dirs, manifest_json, con
     if not template_path.is_file():
         raise CnnoptError(f"missing report template: {template_path}")
     missing = [k for k in TABLES if k not in tables]
-    if missing:
+    searches_only = len(missing) == len(TABLES) and any(k in tables for k in report_future.TABLES)
+    if missing and not searches_only:
         raise CnnoptError(f"report needs the aggregate table(s): {', '.join(missing)}")
-    ctx = build_context(tables["runs"], tables["table1"], tables["ablation"], tables["summary"],
-                        figures, run_dirs, manifest_json, config, provenance, tables["claims"],
+    ctx = build_context(*(tables.get(k) for k in ("runs", "table1", "ablation", "summary")),
+                        figures, run_dirs, manifest_json, config, provenance, tables.get("claims"),
                         tuning={k: tables[k] for k in report_future.TABLES if k in tables} or None,
                         strata_csv=tables.get("strata"), calibration_csv=tables.get("calibration"),
                         sequential_csvs={k: tables[k] for k in ("sequential_calibration",

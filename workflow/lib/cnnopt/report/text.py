@@ -336,8 +336,9 @@ class _Missing(dict):
         return DASH
 
 
-def deviation_rows(runs: Runs, config: dict, data: dict) -> list[dict]:
-    """The "Deviations and assumptions" table: ``deviations.yaml`` filled in from the runs."""
+def deviation_rows(runs: Runs, config: dict, data: dict, study: bool = True) -> list[dict]:
+    """The "Deviations and assumptions" table: ``deviations.yaml`` filled in from the runs
+    (``study`` False: a study of searches alone, without the rows about the paper's grid)."""
     text = resources.files(__package__).joinpath("deviations.yaml").read_text(encoding="utf-8")
     by_role: dict[str, list] = {}
     for r in runs:
@@ -371,6 +372,11 @@ def deviation_rows(runs: Runs, config: dict, data: dict) -> list[dict]:
                    f"{model.get('dropout', 0)} after the dense layer in every final recipe",
         "seeds": len(config.get("seeds") or []) or DASH,
         "margin": f"{rules.margin:g}", "val_target": f"{rules.val_target:g}",
+        "tuning_metric": (config.get("tuning") or {}).get("metric", DASH),
+        "tuning_seeds": ", ".join(map(str, (config.get("tuning") or {}).get("seeds") or [])) or DASH,
     }
+    shown = {"all", "study"} if study else {"all"}
+    if (config.get("tuning") or {}).get("searches"):
+        shown.add("searches")
     return [{"topic": d["topic"], "paper": d["paper"], "ours": d["ours"].format_map(_Missing(values))}
-            for d in yaml.safe_load(text)]
+            for d in yaml.safe_load(text) if d.get("scope", "study") in shown]
