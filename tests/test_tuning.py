@@ -218,7 +218,8 @@ def test_a_tuned_run_takes_the_chosen_rate_and_nothing_else_changes(tmp_path):
     assert tuned["optimizer_config"]["learning_rate"] == 0.003 and tuned["chosen_from"] == "b"
     assert {k: v for k, v in tuned.items() if k not in ("optimizer_config", "chosen_from")} == \
         {k: v for k, v in spec.items() if k != "optimizer_config"}
-    candidate = searches.search_rates(runs, "blocks", "adam")[0.000499][-1]
+    rates = searches.search_rates(runs, "blocks", "adam")
+    candidate = rates[min(rates)][-1]  # a candidate's last rung
     assert choice.apply_choice(runs[candidate], tmp_path / "c.json") == runs[candidate]  # it keeps its own rate
     with pytest.raises(CnnoptError, match="not of sgd in blocks"):
         choice.apply_choice(runs["sgd-blocks_tuned-s0"], tmp_path / "c.json")
