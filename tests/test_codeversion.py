@@ -76,6 +76,22 @@ def test_version_changes_with_any_file_it_runs_and_only_those(tmp_path):
     assert codeversion.version(script, pkg) != before
 
 
+def test_an_edit_to_a_neutral_module_reruns_nothing_but_importing_it_does(tmp_path):
+    pkg = _package(tmp_path, {"a.py": "from .common import gpus\n"})
+    (pkg / "common").mkdir()
+    (pkg / "common" / "__init__.py").write_text("")
+    (pkg / "common" / "gpus.py").write_text("SLOTS = 1\n")
+    (pkg / "common" / "models.py").write_text("")
+    script = tmp_path / "script.py"
+    script.write_text("from cnnopt import a\n")
+    before = codeversion.version(script, pkg)
+    assert "common/gpus.py" in codeversion.NEUTRAL
+    (pkg / "common" / "gpus.py").write_text("SLOTS = 2  # where the job runs, not what it computes\n")
+    assert codeversion.version(script, pkg) == before
+    (pkg / "a.py").write_text("from .common import gpus, models\n")  # a new import counts
+    assert codeversion.version(script, pkg) != before
+
+
 LIB = ROOT / "workflow" / "lib"
 
 # Each rule script's import closure in the library (package __init__ files left out). A new

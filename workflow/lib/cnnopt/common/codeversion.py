@@ -101,11 +101,18 @@ def closure(script, package_dir=PACKAGE_DIR) -> list[Path]:
     return sorted(files, key=lambda f: f.relative_to(package_dir).as_posix())
 
 
+#: Modules that decide which device a job runs on and what its log says, never what it
+#: computes: the hash takes their names but not their text, so an edit to them reruns nothing.
+NEUTRAL = frozenset({"common/gpus.py", "common/logs.py"})
+
+
 def version(script, package_dir=PACKAGE_DIR) -> str:
-    """A short hash of the script and of every package file it runs (see ``closure``)."""
+    """A short hash of the script and of every package file it runs (see ``closure``; of a
+    ``NEUTRAL`` module, its name only)."""
     package_dir = Path(package_dir).resolve()
     digest = hashlib.sha256()
     for path in [Path(script), *closure(script, package_dir)]:
         name = path.name if path == Path(script) else path.relative_to(package_dir).as_posix()
-        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+        text = b"" if name in NEUTRAL else path.read_bytes()
+        digest.update(name.encode() + b"\0" + text + b"\0")
     return digest.hexdigest()[:16]
