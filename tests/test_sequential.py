@@ -17,7 +17,7 @@ from cnnopt.config import grid, schema
 from cnnopt.judge import calibration, decide, sequential
 from cnnopt.judge.claims import load_claims
 from cnnopt.judge.rules import Rules
-from cnnopt.judge.verdicts import DIVERGENCE, INCONCLUSIVE, REPRODUCED, SPREAD
+from cnnopt.judge.verdicts import DIVERGENCE, INCONCLUSIVE, MISSING, REPRODUCED, SPREAD, UNTESTED
 
 LOOKS = {"looks": [2, 3, 5]}
 
@@ -75,12 +75,14 @@ SEEDS2 = {arm: (0, 1) for arm in ("a/x", "b/x", "c/x", "d/x", "e/x", "f/x")}
 
 def test_only_claims_open_for_the_seed_spread_and_within_max_seeds_grow_their_own_arms():
     claims = [claim("near", "a/x", "b/x"), claim("far", "c/x", "d/x"),
-              claim("diverged", "e/x", "f/x"), claim("done", "a/x", "c/x")]
+              claim("diverged", "e/x", "f/x"), claim("done", "a/x", "c/x"),
+              claim("no_twin", "a/x", "g/x")]
     table = table_of([
         {"id": "near", "seeds_to_decide": 3},
         {"id": "far", "seeds_to_decide": 9},                       # beyond max_seeds (5)
         {"id": "diverged", "seeds_to_decide": 3, "open_because": DIVERGENCE},
         {"id": "done", "verdict": REPRODUCED, "open_because": ""},
+        {"id": "no_twin", "verdict": UNTESTED, "open_because": MISSING},  # neither decided nor open
     ])
     plan = sequential.plan_look(table, claims, SEEDS2, rules_with(), 1)
     assert plan.grow == {"a/x": [2], "b/x": [2]}          # the next look's count: 3 seeds

@@ -39,7 +39,7 @@ from cnnopt.judge import decide
 from cnnopt.judge.claims import arms as claim_arms
 from cnnopt.judge.claims import pairs, with_defaults
 from cnnopt.judge.rules import Rules
-from cnnopt.judge.verdicts import INCONCLUSIVE, SPREAD
+from cnnopt.judge.verdicts import INCONCLUSIVE, SPREAD, UNTESTED
 
 #: The columns of a look's claims table: the claims table's, then the look at which the row
 #: was judged, that look's level and the claim's own seeds (common to the arms it compares).
@@ -200,7 +200,9 @@ def plan_look(table: pd.DataFrame, claims: list[dict], seeds: dict[str, tuple[in
     seq = rules.sequential
     by_id = {c["id"]: with_defaults(c) for c in claims}
     judged = table.loc[table["look"] == k, "id"].tolist()
-    decided = table.loc[(table["look"] == k) & (table["verdict"] != INCONCLUSIVE), "id"].tolist()
+    # decided: a verdict the claim keeps; an untested claim (no runs) is neither decided nor open
+    decided = table.loc[(table["look"] == k) & ~table["verdict"].isin((INCONCLUSIVE, UNTESTED)),
+                        "id"].tolist()
     base = sorted({s for v in seeds.values() for s in v})[:seq.looks[0]] if seq.on else []
     arms = {a: list(v) for a, v in seeds.items()}
     grow: dict[str, list[int]] = {}
