@@ -106,6 +106,14 @@ def test_a_study_of_searches_alone_reports_the_future_work_only(tmp_path):
     assert "Architecture of the initial and final runs" not in html  # the grid's rows are not
     assert "adam-blocks_tuned-s0" in html  # the tuned runs are the runs it describes
     assert "Nothing to be done" in snakemake(wf, "-n", *args).stdout
+    # a deleted table and figure come back, and nothing trains again
+    (results / "tables" / "tuned.csv").unlink()
+    (results / "figures" / "tuning_blocks.png").unlink()
+    proc = snakemake(wf, "--cores", "2", *args)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (results / "tables" / "tuned.csv").exists()
+    assert (results / "figures" / "tuning_blocks.png").exists()
+    assert not [job for job in jobs_of(proc.stdout) if job[0] in ("train", "train_keep", "evaluate")]
 
 
 def test_every_output_of_the_tuning_study_exists(future_run):

@@ -180,6 +180,21 @@ def test_a_look_table_survives_its_csv(study, tmp_path):
         sequential.read_table(tmp_path / "foreign.csv")
 
 
+@pytest.mark.parametrize("text, needle", [
+    (None, "cannot read the look's plan"),                   # lost
+    ('{"look": 1, "arms": ', "cannot read the look's plan"),  # cut short
+    ('{"look": 1}', "not a look's plan"),                     # another file's JSON
+])
+def test_a_lost_or_foreign_plan_is_a_one_line_error_naming_it(tmp_path, text, needle):
+    path = tmp_path / "look1.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(DataError) as err:
+        sequential.read_plan(path)
+    assert needle in str(err.value) and str(path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("block, message", [
     ({"looks": [3, 2]}, "must increase"),
     ({"looks": [2, 5], "max_seeds": 4}, "below the last look"),

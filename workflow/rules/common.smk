@@ -36,6 +36,7 @@ from cnnopt.data.cifar10 import is_url
 from cnnopt.common.errors import CnnoptError, ConfigError
 from cnnopt.judge.claims import check_arms, load_claims, read_claims
 from cnnopt.judge.rules import Rules
+from cnnopt.judge.sequential import read_plan
 
 try:
     _validated = schema.validate(config)
@@ -291,8 +292,7 @@ def look_plan(k):
 
 def planned_runs(plan_path):
     """The run ids of every arm's seeds after the plan at ``plan_path``."""
-    with open(plan_path, encoding="utf-8") as fh:
-        arms = json.load(fh)["arms"]
+    arms = read_plan(plan_path)["arms"]
     return [run_id(*arm.split("/", 1), seed) for arm, seeds in arms.items() for seed in seeds]
 
 
@@ -314,11 +314,9 @@ def looks_done():
     """The looks of the sequential design up to the one that plans no further look."""
     done, k = [], 1
     while True:
-        plan = look_plan(k)
         done.append(k)
-        with open(plan, encoding="utf-8") as fh:
-            if json.load(fh)["done"]:
-                return done
+        if read_plan(look_plan(k))["done"]:
+            return done
         k += 1
 
 

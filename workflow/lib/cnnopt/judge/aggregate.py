@@ -237,7 +237,7 @@ def sequential_summary(runs: pd.DataFrame, plans, claims: list[dict], rules: Rul
     first look's seeds gives on the same runs (every claim at the full level)."""
     plans = [sequential.read_plan(p) if isinstance(p, str | PathLike) else p for p in plans]
     seq = rules.sequential
-    first = sorted(runs["seed"].unique())[:seq.looks[0]]
+    first = sequential.base_seeds(sequential.arm_seeds(runs), rules)
     fixed = decide.judge(claims, runs[runs["seed"].isin(first)], None, rules, scale,
                          with_power=False)
     return {"looks": sequential.looks_table(plans).to_dict("records"),

@@ -49,6 +49,7 @@ from cnnopt.common.errors import DataError
 from cnnopt.judge import decide, sequential
 from cnnopt.judge.claims import arms as claim_arms
 from cnnopt.judge.claims import pairs, with_defaults
+from cnnopt.judge.metrics import arms_of
 from cnnopt.judge.rules import Rules
 from cnnopt.judge.verdicts import CONTRADICTED, NOT_REPRODUCED, REPRODUCED
 
@@ -334,13 +335,17 @@ def read_runs_table(path) -> pd.DataFrame:
     return frame
 
 
+def roles_of(runs: pd.DataFrame) -> dict[str, str]:
+    """Each arm's role in the runs table (the strata the simulated arms are drawn in)."""
+    return dict(zip(arms_of(runs), runs["role"], strict=True))
+
+
 def calibrate(claims: list[dict], runs: pd.DataFrame, rules, out, workers: int = 1) -> pd.DataFrame:
     """The operating characteristics of the rules on the study's own claims and arms (roles
     from ``runs``, the runs table), written to ``out`` (calibration.csv)."""
     from cnnopt.common import files
     rules = Rules.of(rules)
-    roles = {f"{o}/{v}": r for o, v, r in zip(runs["optimizer"], runs["variant"], runs["role"], strict=True)}
-    table = characteristics(simulate(claims, rules, roles, workers=workers))
+    table = characteristics(simulate(claims, rules, roles_of(runs), workers=workers))
     files.write_csv(out, table)
     return table
 
@@ -472,8 +477,7 @@ def calibrate_sequential(claims: list[dict], runs: pd.DataFrame, rules, out_erro
     claims and arms (roles from ``runs``), written to ``out_errors`` and ``out_power``."""
     from cnnopt.common import files
     rules = Rules.of(rules)
-    roles = {f"{o}/{v}": r for o, v, r in zip(runs["optimizer"], runs["variant"], runs["role"], strict=True)}
-    verdicts = simulate_sequential(claims, rules, roles, workers=workers)
+    verdicts = simulate_sequential(claims, rules, roles_of(runs), workers=workers)
     errors, power = sequential_errors(verdicts), sequential_power(verdicts, rules)
     files.write_csv(out_errors, errors)
     files.write_csv(out_power, power)

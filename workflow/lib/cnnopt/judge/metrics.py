@@ -83,6 +83,14 @@ def _text(cols: dict, column: str) -> np.ndarray:
     return cols[column].astype(str).astype(object)
 
 
+def arms_of(runs) -> np.ndarray:
+    """Each run's arm, "optimizer/variant" (the name claims give their arms), of a runs table
+    or its columns (``columns_of``)."""
+    cols = columns_of(runs)
+    return np.array([f"{o}/{v}" for o, v in zip(_text(cols, "optimizer"), _text(cols, "variant"),
+                                                 strict=True)], dtype=object)
+
+
 def measure(runs: pd.DataFrame, rules: Rules, scale: str = "reduced") -> pd.DataFrame:
     """One row per run: run_id, arm, seed, role, stratum, epochs, at_scale, diverged,
     still_rising, censored (never reached the target) and every metric of ``METRICS``."""
@@ -110,8 +118,7 @@ def measure_columns(runs, rules: Rules, scale: str = "reduced") -> dict[str, np.
     kept = np.where(diverged, math.nan, 1.0)  # NaN out what a diverged run measured
     return {
         "run_id": _text(cols, "run_id"),
-        "arm": np.array([f"{o}/{v}" for o, v in zip(_text(cols, "optimizer"), _text(cols, "variant"),
-                                                     strict=True)], dtype=object),
+        "arm": arms_of(cols),
         "seed": _num(cols, "seed"),
         "role": role,
         "stratum": np.array([rules.stratum_of(r) for r in role], dtype=object),

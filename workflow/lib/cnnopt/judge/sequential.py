@@ -25,7 +25,6 @@ cases too.
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass, field
 
@@ -33,11 +32,13 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from cnnopt.common import files
 from cnnopt.common.errors import DataError
 from cnnopt.config.grid import seed_order
 from cnnopt.judge import decide
 from cnnopt.judge.claims import arms as claim_arms
 from cnnopt.judge.claims import pairs, with_defaults
+from cnnopt.judge.metrics import arms_of, columns_of
 from cnnopt.judge.rules import Rules
 from cnnopt.judge.verdicts import INCONCLUSIVE, SPREAD, UNTESTED
 
@@ -108,10 +109,14 @@ def _boundaries(looks: tuple[int, ...], spending: str, cumulative: tuple[float, 
 
 def arm_seeds(runs) -> dict[str, tuple[int, ...]]:
     """Each arm's (optimizer/variant) seeds in ``runs`` (a runs table or its columns)."""
-    frame = pd.DataFrame({"arm": np.asarray(runs["optimizer"], dtype=object) + "/"
-                          + np.asarray(runs["variant"], dtype=object),
-                          "seed": np.asarray(runs["seed"]).astype(int)})
+    frame = pd.DataFrame({"arm": arms_of(runs), "seed": np.asarray(runs["seed"]).astype(int)})
     return {arm: tuple(sorted(set(grp))) for arm, grp in frame.groupby("arm", sort=False)["seed"]}
+
+
+def base_seeds(seeds: dict[str, tuple[int, ...]], rules: Rules) -> list[int]:
+    """The study's own seeds (the first look's), of each arm's ``seeds``: the looks add only
+    seeds after the largest of them (``config.grid.seed_order``)."""
+    return sorted({s for v in seeds.values() for s in v})[:rules.sequential.looks[0]]
 
 
 def claim_seeds(claim: dict, seeds: dict[str, tuple[int, ...]]) -> int:
@@ -203,7 +208,7 @@ def plan_look(table: pd.DataFrame, claims: list[dict], seeds: dict[str, tuple[in
     # decided: a verdict the claim keeps; an untested claim (no runs) is neither decided nor open
     decided = table.loc[(table["look"] == k) & ~table["verdict"].isin((INCONCLUSIVE, UNTESTED)),
                         "id"].tolist()
-    base = sorted({s for v in seeds.values() for s in v})[:seq.looks[0]] if seq.on else []
+    base = base_seeds(seeds, rules) if seq.on else []
     arms = {a: list(v) for a, v in seeds.items()}
     grow: dict[str, list[int]] = {}
     why: dict[str, list[str]] = {}
@@ -249,11 +254,11 @@ def run_design(claims: list[dict], runs, rules, scale: str = "reduced",
     seq = rules.sequential
     if not seq.on:
         raise DataError("verdicts.sequential has no looks: the sequential design is off")
-    cols = {c: np.asarray(v) for c, v in (runs.items() if isinstance(runs, dict) else runs.items())}
-    arm = cols["optimizer"].astype(object) + "/" + cols["variant"].astype(object)
+    cols = columns_of(runs)
+    arm = arms_of(cols)
     seed = cols["seed"].astype(int)
     every = arm_seeds(cols)
-    base = sorted({s for v in every.values() for s in v})[:seq.looks[0]]
+    base = base_seeds(every, rules)
     have = {a: [s for s in v if s in base] for a, v in every.items()}
     table, plans, used = None, [], 0
     for k in range(1, len(seq.looks) + 1):
@@ -291,9 +296,8 @@ def read_plan(path) -> dict:
     """A look's plan as ``look`` wrote it; a missing or foreign file is a one-line
     :class:`DataError` naming it."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            plan = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        plan = files.read_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:  # json's decode error is a ValueError
         raise DataError(f"{path}: cannot read the look's plan: {' '.join(str(err).split())}") from None
     if not isinstance(plan, dict) or not {"look", "arms", "trainings_added", "done"} <= set(plan):
         raise DataError(f"{path}: not a look's plan (it lacks look, arms, trainings_added or done)")
@@ -325,8 +329,7 @@ def savings(runs: pd.DataFrame, rules, threads: int = 1) -> dict:
     per training)."""
     rules = Rules.of(rules)
     last = rules.sequential.looks[-1]
-    arm = runs["optimizer"].astype(str) + "/" + runs["variant"].astype(str)
-    per_arm = runs.assign(arm=arm).groupby("arm").agg(n=("seed", "nunique"),
+    per_arm = runs.assign(arm=arms_of(runs)).groupby("arm").agg(n=("seed", "nunique"),
                                                       seconds=("train_seconds", "mean"))
     missing = (last - per_arm["n"]).clip(lower=0)
     hours = float((missing * per_arm["seconds"].fillna(0)).sum() / 3600)
