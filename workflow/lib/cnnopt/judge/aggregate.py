@@ -226,7 +226,7 @@ def judge_runs(run_dirs, claims=None, rules: Rules | dict | None = None,
         claims = judge_claims.load_claims()
     elif isinstance(claims, str | PathLike):
         source, claims = claims, judge_claims.read_claims(claims)
-        judge_claims.check_arms(claims, set(runs["optimizer"] + "/" + runs["variant"]), source)
+        judge_claims.check_arms(claims, set(metrics.arms_of(runs)), source)
     return decide.judge(claims, runs, read.predictions(), rules, scale)
 
 

@@ -142,7 +142,7 @@ def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_t
     read = read_runs(run_dirs)
     runs = metrics.with_curve_facts(read, rules)
     claims = []
-    arms = set(runs["optimizer"].astype(str) + "/" + runs["variant"].astype(str))
+    arms = set(metrics.arms_of(runs))
     for search in dict.fromkeys(c["search"] for c in choices):
         present = [c["optimizer"] for c in choices if c["search"] == search]
         claims += ranking_claims(search, labels.get(search, search), present)
