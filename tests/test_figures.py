@@ -197,3 +197,29 @@ def test_each_optimizer_of_a_study_gets_its_own_color():
     # the others take spare colors, by name, not by the order they come in
     assert figs.palette(reversed(study)) == colors
     assert set(colors[o] for o in study[4:]) == set(figs.SPARE)
+
+
+def test_a_search_figure_joins_only_the_scores_of_one_rung(tmp_path):
+    import pandas as pd
+
+    # successive halving: six candidates score at rung 1, two go on to rung 2, one to the
+    # final budget (rung 3); one candidate diverged at rung 1
+    rates = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+    rungs = [0, 1, 2, 0, 0, 0]
+    table = pd.DataFrame({
+        "search": "b", "optimizer": "adam", "learning_rate": rates,
+        "run_id": [f"adam-b_lr{r}_e{[1, 3, 8][k]}-s0" for r, k in zip(rates, rungs, strict=True)],
+        "score": [40.0, 60.0, 72.0, 45.0, 30.0, float("nan")],
+        "diverged": [False] * 5 + [True], "chosen": [False, False, True, False, False, False],
+        "at_edge": False, "rung": rungs})
+    lines = {line["rung"]: line for line in figs.rung_lines(table)}
+    assert sorted(lines) == [0, 1, 2]
+    assert lines[0]["rates"] == [1e-4, 3e-3, 1e-2] and lines[0]["scores"] == [40.0, 45.0, 30.0]
+    assert lines[1]["rates"] == [3e-4] and lines[2]["scores"] == [72.0]
+    # without rungs (no halving), every candidate lies on one line
+    assert len(figs.rung_lines(table.drop(columns="rung"))) == 1
+    csv = tmp_path / "tuning_candidates.csv"
+    table.to_csv(csv, index=False)
+    out = figs.tuning_curves(csv, "b", tmp_path / "tuning_b.png")
+    _check_png(out)
+    assert figs.drawn_runs(out) == list(table["run_id"])

@@ -141,6 +141,7 @@ def test_every_output_of_the_tuning_study_exists(future_run):
             assert not (wf / f"results/runs/{rid}/evaluation.json").exists()
     tuned = pd.read_csv(wf / "results/tables/tuned.csv")
     assert len(tuned) == sum(len(b["optimizers"]) for b in cfg["tuning"]["searches"].values())
+    assert set(tuned["model"]) == {"last"}  # tuning.metric last_epoch: the last epoch's model
     claims = pd.read_csv(wf / "results/tables/tuned_claims.csv")
     assert set(claims["id"]) == {"blocks_rank_adam_sgd", "halved_rank_adam_sgd", "resnet8_rank_adam_sgd",
                                  "blocks_amsgrad_beats_adam"}  # the newer optimizer of the smoke searches
@@ -175,6 +176,8 @@ def test_the_report_answers_the_future_work(future_run):
         assert label in section
     assert 'id="claim-blocks_rank_adam_sgd"' in section and "diverged" in section
     assert "ResNet-8" in section
+    # the tuned comparison names the model it reads: the one the searches chose on
+    assert "of the last epoch's model (the one the searches chose on" in section
 
 
 def test_editing_one_optimizers_candidates_reruns_only_its_search_and_tuned_runs(future_run, tmp_path):

@@ -13,6 +13,7 @@ import yaml
 from cnnopt.common.errors import CnnoptError, ConfigError
 from cnnopt.config import grid, schema, searches
 from cnnopt.judge import claims as judge_claims
+from cnnopt.judge.rules import Rules
 from cnnopt.tuning import choice
 from cnnopt.tuning import select as tuning
 from cnnopt.tuning import tables as tuning_tables
@@ -241,21 +242,71 @@ def test_the_papers_ranking_becomes_claims_on_the_tuned_runs():
 
 def test_the_tuned_table_averages_over_seeds_and_ranks_by_test_accuracy():
     runs = pd.DataFrame({
+        "run_id": [f"{o}-b_tuned-s{s}" for o in ("adam", "sgd", "nadam") for s in (0, 1)],
         "optimizer": ["adam", "adam", "sgd", "sgd", "nadam", "nadam"],
-        "variant": ["b_tuned"] * 6, "seed": [0, 1] * 3,
+        "variant": ["b_tuned"] * 6, "seed": [0, 1] * 3, "role": ["tuned"] * 6,
         "test_accuracy": [70.0, 72.0, 74.0, 75.0, 60.0, np.nan],
+        "test_accuracy_best": [71.0, 71.0, 73.0, 73.0, 64.0, np.nan],
         "best_val_accuracy": [71.0, 73.0, 75.0, 76.0, 61.0, 62.0],
         "train_seconds": [10.0] * 6, "diverged": [False] * 5 + [True],
     })
     choices = [{"search": "b", "optimizer": o, "learning_rate": r, "at_edge": o == "sgd"}
                for o, r in (("adam", 0.001), ("sgd", 0.1), ("nadam", 0.002))]
-    table = tuning_tables.tuned_table(choices, runs, {"b": "B"}).set_index("optimizer")
+    rules = Rules.of(None)
+    last = tuning_tables.reading(rules, "last_epoch", runs["role"])
+    table = tuning_tables.tuned_table(choices, runs, {"b": "B"}, last).set_index("optimizer")
     assert table.loc["adam", "test_accuracy"] == pytest.approx(71.0)
     assert table.loc["adam", "test_accuracy_std"] == pytest.approx(np.std([70, 72], ddof=1))
     assert table["rank"].to_dict() == {"sgd": 1, "adam": 2, "nadam": 3}
     assert table.loc["sgd", "paper_rank"] == 2 and pd.isna(table.loc["nadam", "paper_rank"])
     assert table.loc["nadam", "seeds"] == 1 and table.loc["nadam", "diverged"] == 1
     assert bool(table.loc["sgd", "at_edge"]) and table.loc["adam", "label"] == "B"
+    assert set(table["model"]) == {"last"}
+    # searched on the best validation epoch: the table reads that epoch's model
+    best = tuning_tables.reading(rules, "best_epoch", runs["role"])
+    table = tuning_tables.tuned_table(choices, runs, {"b": "B"}, best).set_index("optimizer")
+    assert table.loc["sgd", "test_accuracy"] == pytest.approx(73.0)
+    assert table.loc["adam", "test_accuracy_std"] == pytest.approx(0.0)
+    assert set(table["model"]) == {"best"}
+    with pytest.raises(CnnoptError, match="tuning.metric = 'best'"):
+        tuning_tables.reading(rules, "best", runs["role"])
+
+
+@pytest.mark.parametrize("metric", ["last_epoch", "best_epoch"])
+def test_tuned_and_hand_tuned_arms_are_read_alike_in_the_tuning_verdicts(tmp_path, metric):
+    """The hand_tuned claims set tuned runs (role tuned) against the final recipes (role final,
+    which the study's own claims read at their best validation epoch): both arms read the
+    model the searches chose on, the McNemar counts included."""
+    import fakeruns
+
+    dirs = []
+    for opt, (tuned_acc, final_acc) in {"adam": (0.80, 0.78), "sgd": (0.74, 0.76)}.items():
+        for seed in (0, 1):
+            dirs.append(fakeruns.write_run(tmp_path / "runs", fakeruns._spec(opt, "b_tuned", "tuned", seed, 12),
+                                           tuned_acc + 0.01 * seed, 0.7))
+            dirs.append(fakeruns.write_run(tmp_path / "runs", fakeruns._spec(opt, "final", "final", seed, 12),
+                                           final_acc + 0.01 * seed, 0.7))
+    choices = []
+    for opt in ("adam", "sgd"):
+        path = tmp_path / f"{opt}.json"
+        path.write_text(json.dumps({"search": "b", "optimizer": opt, "learning_rate": 0.001,
+                                    "run_id": f"{opt}-b_tuned-s0", "at_edge": False, "candidates": []}))
+        choices.append(path)
+    out = {k: tmp_path / f"{k}.csv" for k in ("cands", "tuned", "claims", "time")}
+    claims = tuning_tables.tables(choices, dirs, {"b": "B"}, *out.values(), budgets={"b": "final"},
+                                  metric=metric).set_index("id")
+
+    def accuracy(run_id):
+        ev = json.loads((tmp_path / "runs" / run_id / "evaluation.json").read_text())
+        return 100 * (ev["best_model"]["test_accuracy"] if metric == "best_epoch" else ev["test_accuracy"])
+
+    for opt in ("adam", "sgd"):
+        want = np.mean([accuracy(f"{opt}-b_tuned-s{s}") - accuracy(f"{opt}-final-s{s}") for s in (0, 1)])
+        assert claims.loc[f"b_{opt}_tuned_beats_hand", "ours"] == pytest.approx(want, abs=0.006)
+    tuned = pd.read_csv(out["tuned"]).set_index("optimizer")
+    assert tuned.loc["sgd", "test_accuracy"] == pytest.approx(
+        np.mean([accuracy(f"sgd-b_tuned-s{s}") for s in (0, 1)]))
+    assert set(tuned["model"]) == {tuning_tables.MODEL_OF_METRIC[metric]}
 
 
 # ---------------------------------------------------------------- the report's section 6

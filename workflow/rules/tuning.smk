@@ -129,6 +129,7 @@ if SEARCHES:
             budgets={name: search.get("budget") for name, search in SEARCHES.items()},
             verdicts=config["verdicts"],  # the decision rules of the claims
             scale=config["scale"],
+            metric=config["tuning"]["metric"],  # which model of each run the claims read
             code=code_version("tuning_tables.py"),
         script:
             "../scripts/tuning_tables.py"

@@ -4,7 +4,8 @@ snakemake.input.choices      results/tuning/{search}/{optimizer}.json, every sel
 snakemake.input.metrics      the tuned and reference runs' results/runs/{run_id}/metrics.json (folder = parent)
 snakemake.output.tuning_candidates, .tuned, .tuned_claims, .time_to_target   the CSV tables
 snakemake.params.labels      search -> label; .budgets: search -> its budget variant (the reference
-                             runs); .verdicts, .scale: the config's verdicts block, scale
+                             runs); .verdicts, .scale: the config's verdicts block, scale;
+                             .metric: tuning.metric (which model of every run is read)
 """
 
 from pathlib import Path
@@ -25,4 +26,5 @@ tables(
     rules=Rules.of(dict(snakemake.params.verdicts)),
     scale=snakemake.params.scale,
     budgets=dict(snakemake.params.budgets),
+    metric=snakemake.params.metric,
 )

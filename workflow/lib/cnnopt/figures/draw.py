@@ -288,35 +288,64 @@ def make_all(run_dirs, table1_csv, summary_json, outputs: dict, optimizer_output
     return written
 
 
-def tuning_curves(candidates_csv, search: str, out) -> Path:
-    """Validation accuracy against learning rate in one search: a curve per optimizer (log x).
+#: The markers of a search's rungs, first to last: a candidate's score is read at the rung
+#: where it stopped, and only scores of one rung (one budget) are joined by a line.
+RUNG_MARKERS = ("o", "s", "D", "^", "v", "P")
 
-    The chosen rate of each optimizer is a filled marker; a diverged candidate is an ``x`` on
-    the x axis (it scored nothing and was never chosen).
+
+def rung_lines(candidates: pd.DataFrame) -> list[dict]:
+    """The lines of a search's figure: per optimizer and rung (``rung``, 0 = the first), the
+    candidates that stopped there and did not diverge, by rate (``rates``, ``scores``); a
+    table without rungs (a search without halving) is one rung."""
+    rung = (pd.to_numeric(candidates["rung"], errors="coerce").fillna(0).astype(int)
+            if "rung" in candidates else pd.Series(0, index=candidates.index))
+    ok = candidates.assign(rung=rung)[~candidates["diverged"].astype(bool)]
+    return [{"optimizer": opt, "rung": int(k), "rates": at["learning_rate"].tolist(),
+             "scores": at["score"].tolist()}
+            for (opt, k), at in ok.sort_values("learning_rate").groupby(["optimizer", "rung"], sort=False)]
+
+
+def tuning_curves(candidates_csv, search: str, out) -> Path:
+    """Validation accuracy against learning rate in one search, per optimizer (log x).
+
+    Each candidate is scored at the rung where it stopped (successive halving: a promoted one
+    at a later rung, on a longer budget), so its marker says the rung, and only candidates that
+    stopped at the same rung are joined by a line: scores of different budgets are never drawn
+    as one curve. The chosen rate of each optimizer is filled; a diverged candidate is an ``x``
+    on the x axis (it scored nothing and was never chosen).
     """
     table = pd.read_csv(candidates_csv)
     table = table[table["search"] == search]
     if table.empty:
         return placeholder(out, f"Search {search} has no candidates.")
+    lines = rung_lines(table)
+    rungs = sorted({line["rung"] for line in lines})
+    marker = {k: RUNG_MARKERS[min(i, len(RUNG_MARKERS) - 1)] for i, k in enumerate(rungs)}
     colors = palette(table["optimizer"])
-    fig, ax = plt.subplots(figsize=(8, 4.6))
+    fig, ax = plt.subplots(figsize=(9.5, 4.6))
+    for line in lines:
+        k = line["rung"]
+        ax.plot(line["rates"], line["scores"], "-", marker=marker[k], color=colors[line["optimizer"]],
+                mfc="white", ms=5, lw=1 if k == rungs[0] else 0.6)
     for opt, grp in table.groupby("optimizer", sort=False):
-        grp = grp.sort_values("learning_rate")
-        ok = grp[~grp["diverged"].astype(bool)]
-        ax.plot(ok["learning_rate"], ok["score"], "o-", color=colors[opt], mfc="white", ms=5,
-                label=optimizer_label(opt))
-        chosen = grp[grp["chosen"].astype(bool)]
-        ax.plot(chosen["learning_rate"], chosen["score"], "o", color=colors[opt], ms=9)
+        ax.plot([], [], "-", color=colors[opt], label=optimizer_label(opt))
+        for line in rung_lines(grp[grp["chosen"].astype(bool)]):
+            ax.plot(line["rates"], line["scores"], marker[line["rung"]], color=colors[opt], ms=9)
         bad = grp[grp["diverged"].astype(bool)]
         ax.plot(bad["learning_rate"], np.zeros(len(bad)), "x", color=colors[opt], ms=9, mew=2,
                 clip_on=False)
+    if len(rungs) > 1:
+        for k in rungs:
+            ax.plot([], [], marker[k], color="0.3", mfc="white",
+                    label=f"stopped at rung {k + 1}" + (" (the final budget)" if k == rungs[-1] else ""))
     ax.set_xscale("log")
     ax.set_ylim(bottom=0)
     ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.set_title(f"Learning-rate search {search}: filled = chosen, x = diverged")
+    ax.set_ylabel("validation accuracy (%) at the candidate's last rung")
+    ax.set_title(f"Learning-rate search {search}: filled = chosen, x = diverged"
+                 + ("; lines join one rung's scores" if len(rungs) > 1 else ""))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return _save(fig, out, list(table["run_id"]))
 

@@ -19,6 +19,8 @@ from cnnopt.report.tables import claim_rows, records
 
 #: The tuning tables the section reads (``tables`` of ``report.render``).
 TABLES = ("tuning_candidates", "tuned", "tuned_claims", "time_to_target")
+#: Which model of each run the tuned table and its claims read, per ``tuning.metric``, in words.
+READING = {"last_epoch": "the last epoch's model", "best_epoch": "the best validation epoch's model"}
 
 
 def searches_only_summary(config: dict, data: dict) -> list[str]:
@@ -138,6 +140,7 @@ def future_section(tables: dict[str, pd.DataFrame], figures: dict[str, str], con
                            "learning_rate": general(r["learning_rate"], 3)} for r in records(mine_t)],
             "claims": claim_rows(mine_c),
             "ranking": _ranking_text(mine_t) if len(mine_t) else "",
+            "reading": READING[config["tuning"]["metric"]],
             "verdict": ranking_sentence(ranking),
             "newer": newer_sentence(newer),
             "time": _time_rows(mine_time),

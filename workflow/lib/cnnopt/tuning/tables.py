@@ -4,7 +4,8 @@
 (``runs.read_runs``) and writes ``tuning_candidates.csv``, ``tuned.csv``, ``tuned_claims.csv``
 and ``time_to_target.csv``: whether the paper's ranking of the optimizers survives when each
 gets the same tuning budget, and whether each newer optimizer beats Adam and Adamax so tuned,
-judged with the claims table's rules (``judge.decide.judge``); and each optimizer's median
+judged with the claims table's rules (``judge.decide.judge``), every run read through the
+model the searches chose on (``reading``); and each optimizer's median
 steps and seconds to the validation target (``tuning.profile``).
 """
 
@@ -16,6 +17,7 @@ import math
 import pandas as pd
 
 from cnnopt.common import files
+from cnnopt.common.errors import CnnoptError
 from cnnopt.common.paper import PAPER_TABLE1
 from cnnopt.common.registry import TUNED, optimizer_label
 from cnnopt.common.runs import read_runs
@@ -34,9 +36,23 @@ PAPERS = ("adam", "sgd", "rmsprop", "adamax")
 #: What each newer optimizer must beat, tuned alike: the paper's best two.
 REFERENCES = ("adam", "adamax")
 #: The columns of the tuned comparison (tuned.csv), one row per search and optimizer.
-TUNED_COLUMNS = ["search", "label", "optimizer", "learning_rate", "at_edge", "test_accuracy",
+TUNED_COLUMNS = ["search", "label", "optimizer", "learning_rate", "at_edge", "model", "test_accuracy",
                  "test_accuracy_std", "seeds", "best_val_accuracy", "train_seconds", "diverged",
                  "paper_final", "rank", "paper_rank"]
+#: Which model of a run the tuning study reads for each ``tuning.metric``: the one the
+#: searches chose on (the last epoch's, or the best validation epoch's).
+MODEL_OF_METRIC = {"last_epoch": "last", "best_epoch": "best"}
+
+
+def reading(rules: Rules, metric: str, roles) -> Rules:
+    """The decision rules with which the tuning study is judged: every run of ``roles`` (the
+    tuned runs and the reference runs of the hand_tuned claims alike) read as ``metric`` says,
+    its best-validation epoch's model for ``best_epoch``, its last epoch's for ``last_epoch``,
+    so that both arms of a claim are read the same way whatever their roles."""
+    if metric not in MODEL_OF_METRIC:
+        raise CnnoptError(f"tuning.metric = {metric!r}: choose {' or '.join(MODEL_OF_METRIC)}")
+    best = sorted({str(r) for r in roles}) if MODEL_OF_METRIC[metric] == "best" else []
+    return rules.replace(best_model_roles=best)
 
 
 def candidate_table(choices: list[dict]) -> pd.DataFrame:
@@ -95,20 +111,26 @@ def hand_tuned_claims(search: str, label: str, optimizers, budget: str | None, a
             for opt in optimizers if opt in PAPERS and f"{opt}/{budget}" in arms]
 
 
-def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str],
+                rules: Rules) -> pd.DataFrame:
     """Per search and optimizer: the chosen rate and the tuned runs' test accuracy over seeds.
 
     ``runs`` is the per-run table of the tuned runs (``runs.read_runs(...).table``, percent);
+    each run's accuracy is the model ``rules`` read (``reading``; ``model`` says which), as the
+    verdicts read it: a diverged run has none and counts under ``diverged``, not ``seeds``.
     ``rank`` orders the optimizers of a search by mean test accuracy, ``paper_rank`` the
     paper's four by their final accuracy in Table 1.
     """
+    measured = metrics.measure(runs, rules).set_index(runs.index)
     rows = []
     for c in choices:
         mine = runs[(runs["optimizer"] == c["optimizer"]) & (runs["variant"] == tuned_variant(c["search"]))]
-        acc = mine["test_accuracy"].astype(float)
+        acc = measured.loc[mine.index, "accuracy"].astype(float)
         rows.append({"search": c["search"], "label": labels.get(c["search"], c["search"]),
                      "optimizer": c["optimizer"], "learning_rate": c["learning_rate"],
-                     "at_edge": c["at_edge"], "test_accuracy": acc.mean(),
+                     "at_edge": c["at_edge"],
+                     "model": "/".join(sorted(set(measured.loc[acc.dropna().index, "model"]))),
+                     "test_accuracy": acc.mean(),
                      "test_accuracy_std": acc.std(ddof=1), "seeds": int(acc.notna().sum()),
                      "best_val_accuracy": mine["best_val_accuracy"].astype(float).mean(),
                      "train_seconds": mine["train_seconds"].astype(float).mean(),
@@ -124,7 +146,7 @@ def tuned_table(choices: list[dict], runs: pd.DataFrame, labels: dict[str, str])
 
 def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_tuned, out_claims,
            out_time, rules: Rules | dict | None = None, scale: str = "reduced",
-           budgets: dict[str, str | None] | None = None) -> pd.DataFrame:
+           budgets: dict[str, str | None] | None = None, metric: str = "last_epoch") -> pd.DataFrame:
     """Write the candidates table, the tuned comparison and its verdicts; return the claims.
 
     ``choice_files`` are the selection files of :func:`select`, ``run_dirs`` the folders of
@@ -135,11 +157,13 @@ def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_t
     optimizers survives when each gets the same tuning budget, and whether each newer one beats
     Adam and Adamax so tuned; ``out_time`` gets the time to the validation target
     (``tuning.profile``). ``rules`` are the decision rules (a ``Rules``, or the config's
-    ``verdicts`` block): the target is theirs.
+    ``verdicts`` block): the target is theirs. ``metric`` is the searches' (``tuning.metric``):
+    the tuned table and every claim read each run, tuned or reference, through the model it
+    names (``reading``).
     """
-    rules = Rules.of(rules)
     choices = [files.read_json(p) for p in choice_files]
     read = read_runs(run_dirs)
+    rules = reading(Rules.of(rules), metric, read.table["role"])
     runs = metrics.with_curve_facts(read, rules)
     claims = []
     arms = set(metrics.arms_of(runs))
@@ -154,7 +178,7 @@ def tables(choice_files, run_dirs, labels: dict[str, str], out_candidates, out_t
     searched = tuned.assign(search=tuned["variant"].astype(str).str.removesuffix("_tuned"))
     files.write_csv(out_time, profile.medians(profile.per_run(searched, rules.val_target)))
     files.write_csv(out_candidates, candidate_table(choices))
-    files.write_csv(out_tuned, tuned_table(choices, runs, labels))
+    files.write_csv(out_tuned, tuned_table(choices, runs, labels, rules))
     files.write_csv(out_claims, judged)
     log.info("tuning: %d searches, %d selections, %d tuned runs, %d ranking claims (%s)",
              len({c["search"] for c in choices}), len(choices), len(runs), len(judged),
