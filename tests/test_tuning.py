@@ -306,7 +306,7 @@ def test_tuned_and_hand_tuned_arms_are_read_alike_in_the_tuning_verdicts(tmp_pat
     tuned = pd.read_csv(out["tuned"]).set_index("optimizer")
     assert tuned.loc["sgd", "test_accuracy"] == pytest.approx(
         np.mean([accuracy(f"sgd-b_tuned-s{s}") for s in (0, 1)]))
-    assert set(tuned["model"]) == {tuning_tables.MODEL_OF_METRIC[metric]}
+    assert set(tuned["model"]) == {tuning.MODELS[metric]}
 
 
 # ---------------------------------------------------------------- the report's section 6

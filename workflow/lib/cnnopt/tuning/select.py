@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 
 #: metric -> the validation accuracy of metrics.json it reads (never a test-set number)
 METRICS = {"best_epoch": "best_val_accuracy", "last_epoch": "final_val_accuracy"}
+#: metric -> the model of a run that this score describes, which the tuned comparison and its
+#: claims then read ("best": the best validation epoch's, "last": the last epoch's)
+MODELS = {"best_epoch": "best", "last_epoch": "last"}
+
+
+def check_metric(metric: str) -> str:
+    """``metric`` (``tuning.metric``) if it is one of ``METRICS``, else a one-line error."""
+    if metric not in METRICS:
+        raise CnnoptError(f"tuning.metric = {metric!r}: choose {' or '.join(METRICS)}")
+    return metric
 
 
 def _read(path, keys: tuple[str, ...]) -> dict:
@@ -44,8 +54,7 @@ def _read(path, keys: tuple[str, ...]) -> dict:
 def scores(metrics: dict[str, Path], metric: str) -> dict[str, dict]:
     """Run id -> its score (validation accuracy ``METRICS[metric]``, percent; None when the
     run diverged), ``diverged`` and ``diverged_epoch``, from each run's metrics.json."""
-    if metric not in METRICS:
-        raise CnnoptError(f"unknown selection metric {metric!r}; choose one of {', '.join(METRICS)}")
+    check_metric(metric)
     out = {}
     for rid, path in metrics.items():
         m = files.read_json(path)

@@ -17,14 +17,13 @@ import math
 import pandas as pd
 
 from cnnopt.common import files
-from cnnopt.common.errors import CnnoptError
 from cnnopt.common.paper import PAPER_TABLE1
 from cnnopt.common.registry import TUNED, optimizer_label
 from cnnopt.common.runs import read_runs
 from cnnopt.config.searches import tuned_variant
 from cnnopt.judge import decide, metrics
 from cnnopt.judge.rules import Rules
-from cnnopt.tuning import profile
+from cnnopt.tuning import profile, select
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +38,14 @@ REFERENCES = ("adam", "adamax")
 TUNED_COLUMNS = ["search", "label", "optimizer", "learning_rate", "at_edge", "model", "test_accuracy",
                  "test_accuracy_std", "seeds", "best_val_accuracy", "train_seconds", "diverged",
                  "paper_final", "rank", "paper_rank"]
-#: Which model of a run the tuning study reads for each ``tuning.metric``: the one the
-#: searches chose on (the last epoch's, or the best validation epoch's).
-MODEL_OF_METRIC = {"last_epoch": "last", "best_epoch": "best"}
 
 
 def reading(rules: Rules, metric: str, roles) -> Rules:
     """The decision rules with which the tuning study is judged: every run of ``roles`` (the
     tuned runs and the reference runs of the hand_tuned claims alike) read as ``metric`` says,
     its best-validation epoch's model for ``best_epoch``, its last epoch's for ``last_epoch``,
-    so that both arms of a claim are read the same way whatever their roles."""
-    if metric not in MODEL_OF_METRIC:
-        raise CnnoptError(f"tuning.metric = {metric!r}: choose {' or '.join(MODEL_OF_METRIC)}")
-    best = sorted({str(r) for r in roles}) if MODEL_OF_METRIC[metric] == "best" else []
+    so that both arms of a claim are read the same way whatever their roles (``select.MODELS``)."""
+    best = sorted({str(r) for r in roles}) if select.MODELS[select.check_metric(metric)] == "best" else []
     return rules.replace(best_model_roles=best)
 
 
